@@ -1,0 +1,300 @@
+//! Settings: the command line (Gunicorn's flag names) parsed by clap, then
+//! validated into [`Settings`], the one typed value the master and workers
+//! read.
+//!
+//! Invariant: a `Settings` is valid — every range is checked here, so no
+//! other module re-validates; a bad value is a [`ConfigError`] naming the
+//! setting, and `main` maps it to exit status 78 (EX_CONFIG).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::http::Limits;
+use crate::listeners::Bind;
+
+/// A configuration value that cannot be used; the message names the setting.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    /// Gunicorn's name for the setting, e.g. `limit_request_line`.
+    pub setting: &'static str,
+    /// What is wrong and what is accepted.
+    pub message: String,
+}
+
+fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        message: message.into(),
+    }
+}
+
+/// `ferrocorn [OPTIONS] MODULE[:CALLABLE]` — flags and defaults as Gunicorn's.
+#[derive(Debug, Parser)]
+#[command(name = "ferrocorn", version, about, max_term_width = 100)]
+struct Cli {
+    /// The WSGI application: `MODULE:CALLABLE`, `MODULE` (callable `application`),
+    /// or a factory call `MODULE:create_app()` / `MODULE:create_app("arg")`.
+    #[arg(value_name = "MODULE[:CALLABLE]")]
+    app: String,
+
+    /// Address to listen on, repeatable: HOST:PORT, HOST (port 8000), [::1]:PORT,
+    /// unix:PATH or fd://N. Ignored when systemd passes sockets (LISTEN_FDS).
+    #[arg(short, long = "bind", value_name = "ADDRESS")]
+    bind: Vec<String>,
+
+    /// Number of worker processes.
+    #[arg(short, long, env = "WEB_CONCURRENCY", default_value_t = 1)]
+    workers: usize,
+
+    /// Application threads per worker; 1 calls the app on the I/O thread.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+
+    /// Change to this directory before loading the app (it is put on sys.path).
+    #[arg(long, value_name = "DIR")]
+    chdir: Option<PathBuf>,
+
+    /// Comma-separated directories to put at the front of sys.path.
+    #[arg(long, value_name = "DIR[,DIR]", value_delimiter = ',')]
+    pythonpath: Vec<PathBuf>,
+
+    /// Run the app with this virtualenv's packages, as DIR/bin/python would.
+    #[arg(long, value_name = "DIR", env = "VIRTUAL_ENV")]
+    virtualenv: Option<PathBuf>,
+
+    /// Seconds a client may stall a read or write of a running request; 0 = no limit.
+    #[arg(short, long, value_name = "SECS", default_value_t = 30)]
+    timeout: u64,
+
+    /// Seconds in-flight requests get to finish after TERM.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    graceful_timeout: u64,
+
+    /// Seconds an idle keep-alive connection is held open.
+    #[arg(long = "keep-alive", value_name = "SECS", default_value_t = 2)]
+    keepalive: u64,
+
+    /// Length of the listen(2) queue for sockets we bind.
+    #[arg(long, value_name = "N", default_value_t = 2048)]
+    backlog: i32,
+
+    /// Maximum open connections per worker.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    worker_connections: usize,
+
+    /// Maximum bytes of the request line; 0 = 8190 (the hard ceiling).
+    #[arg(long, value_name = "BYTES", default_value_t = 4094)]
+    limit_request_line: usize,
+
+    /// Maximum number of header field lines in a request (at most 32768).
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    limit_request_fields: usize,
+
+    /// Maximum bytes of one header field line; 0 = unlimited.
+    #[arg(
+        long = "limit-request-field_size",
+        alias = "limit-request-field-size",
+        value_name = "BYTES",
+        default_value_t = 8190
+    )]
+    limit_request_field_size: usize,
+
+    /// Set an environment variable for the app, repeatable.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    raw_env: Vec<String>,
+
+    /// Write the master's PID to this file (removed on exit).
+    #[arg(short, long, value_name = "FILE")]
+    pid: Option<PathBuf>,
+
+    /// Log level: debug, info, warning, error or critical.
+    #[arg(long, value_name = "LEVEL", default_value = "info")]
+    log_level: String,
+}
+
+/// Validated settings; Gunicorn's setting names, durations in seconds.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `MODULE[:CALLABLE]` as given (parsed by the WSGI loader).
+    pub app: String,
+    /// Where to listen; never empty.
+    pub bind: Vec<Bind>,
+    /// Worker processes, at least 1.
+    pub workers: usize,
+    /// App threads per worker, at least 1.
+    pub threads: usize,
+    /// Directory to change into first, if any.
+    pub chdir: Option<PathBuf>,
+    /// Extra sys.path entries, in order.
+    pub pythonpath: Vec<PathBuf>,
+    /// Virtualenv root (holds `pyvenv.cfg`), if any.
+    pub virtualenv: Option<PathBuf>,
+    /// Stall limit for a running request's socket I/O; `None` = unlimited.
+    pub timeout: Option<Duration>,
+    /// Time in-flight requests get after TERM.
+    pub graceful_timeout: Duration,
+    /// Idle keep-alive time.
+    pub keepalive: Duration,
+    /// listen(2) backlog.
+    pub backlog: i32,
+    /// Open connections per worker.
+    pub worker_connections: usize,
+    /// Request head limits.
+    pub limits: Limits,
+    /// Extra environment for the app, `(key, value)`.
+    pub raw_env: Vec<(String, String)>,
+    /// PID file path.
+    pub pidfile: Option<PathBuf>,
+    /// tracing filter directive derived from `--log-level`.
+    pub log_level: tracing::Level,
+}
+
+/// Hard ceilings, as Gunicorn's (`MAX_REQUEST_LINE`, `MAX_HEADERS`).
+const MAX_REQUEST_LINE: usize = 8190;
+const MAX_HEADERS: usize = 32768;
+
+impl Settings {
+    /// Parse the command line and validate it.
+    ///
+    /// Errors: clap's own (usage, `--help`, `--version`, which the caller
+    /// prints), or a [`ConfigError`] for a value out of range.
+    pub fn from_args<I, T>(args: I) -> Result<Result<Settings, ConfigError>, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let cli = Cli::try_parse_from(args)?;
+        Ok(Settings::validate(cli))
+    }
+
+    fn validate(cli: Cli) -> Result<Settings, ConfigError> {
+        if cli.app.trim().is_empty() || cli.app.starts_with(':') {
+            return Err(bad("wsgi_app", "expected MODULE[:CALLABLE]"));
+        }
+        if cli.workers == 0 {
+            return Err(bad("workers", "must be at least 1"));
+        }
+        if cli.threads == 0 {
+            return Err(bad("threads", "must be at least 1"));
+        }
+        if cli.worker_connections == 0 {
+            return Err(bad("worker_connections", "must be at least 1"));
+        }
+        if cli.backlog <= 0 {
+            return Err(bad("backlog", "must be at least 1"));
+        }
+        let bind = if cli.bind.is_empty() {
+            vec!["127.0.0.1:8000".to_string()]
+        } else {
+            cli.bind
+        };
+        let bind = bind
+            .iter()
+            .map(|b| b.parse::<Bind>().map_err(|e| bad("bind", format!("{b:?}: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let request_line = match cli.limit_request_line {
+            0 => MAX_REQUEST_LINE,
+            n => n.min(MAX_REQUEST_LINE),
+        };
+        if cli.limit_request_fields > MAX_HEADERS {
+            return Err(bad(
+                "limit_request_fields",
+                format!("{} is above the maximum {MAX_HEADERS}", cli.limit_request_fields),
+            ));
+        }
+        let raw_env = cli
+            .raw_env
+            .iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => Err(bad("raw_env", format!("{kv:?} is not KEY=VALUE"))),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let log_level = match cli.log_level.to_ascii_lowercase().as_str() {
+            "debug" => tracing::Level::DEBUG,
+            "info" => tracing::Level::INFO,
+            "warning" | "warn" => tracing::Level::WARN,
+            "error" | "critical" => tracing::Level::ERROR,
+            other => {
+                return Err(bad(
+                    "loglevel",
+                    format!("{other:?}: expected debug, info, warning, error or critical"),
+                ));
+            }
+        };
+        let virtualenv = cli.virtualenv.filter(|v| !v.as_os_str().is_empty());
+        Ok(Settings {
+            app: cli.app,
+            bind,
+            workers: cli.workers,
+            threads: cli.threads,
+            chdir: cli.chdir,
+            pythonpath: cli.pythonpath,
+            virtualenv,
+            timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
+            graceful_timeout: Duration::from_secs(cli.graceful_timeout),
+            keepalive: Duration::from_secs(cli.keepalive),
+            backlog: cli.backlog,
+            worker_connections: cli.worker_connections,
+            limits: Limits {
+                request_line,
+                fields: cli.limit_request_fields,
+                field_size: cli.limit_request_field_size,
+            },
+            raw_env,
+            pidfile: cli.pid,
+            log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+        let argv = std::iter::once("ferrocorn").chain(args.iter().copied());
+        Settings::from_args(argv).expect("clap accepts")
+    }
+
+    #[test]
+    fn defaults_are_gunicorns() {
+        let s = parse(&["app:app"]).unwrap();
+        assert_eq!(s.bind, vec!["127.0.0.1:8000".parse().unwrap()]);
+        assert_eq!(s.threads, 1);
+        assert_eq!(s.keepalive, Duration::from_secs(2));
+        assert_eq!(s.limits, Limits::default());
+    }
+
+    #[test]
+    fn field_size_flag_keeps_gunicorns_underscore() {
+        let s = parse(&["--limit-request-field_size", "100", "app"]).unwrap();
+        assert_eq!(s.limits.field_size, 100);
+        let s = parse(&["--limit-request-field-size", "200", "app"]).unwrap();
+        assert_eq!(s.limits.field_size, 200);
+    }
+
+    #[test]
+    fn request_line_zero_means_the_ceiling() {
+        let s = parse(&["--limit-request-line", "0", "app"]).unwrap();
+        assert_eq!(s.limits.request_line, MAX_REQUEST_LINE);
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        assert_eq!(parse(&["-w", "0", "app"]).unwrap_err().setting, "workers");
+        assert_eq!(parse(&["-e", "NOEQUALS", "app"]).unwrap_err().setting, "raw_env");
+        assert_eq!(parse(&["-b", "unix:", "app"]).unwrap_err().setting, "bind");
+        assert_eq!(parse(&["--log-level", "loud", "app"]).unwrap_err().setting, "loglevel");
+    }
+
+    #[test]
+    fn pythonpath_is_comma_separated() {
+        let s = parse(&["--pythonpath", "a,b", "app"]).unwrap();
+        assert_eq!(s.pythonpath, vec![PathBuf::from("a"), PathBuf::from("b")]);
+    }
+}

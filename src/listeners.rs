@@ -1,0 +1,315 @@
+//! Listening sockets: adopted from systemd (`LISTEN_FDS`) or bound from `-b`.
+//!
+//! The master owns every listener; workers inherit them across fork and all
+//! accept from the same sockets (DESIGN §1), so a restarting worker never
+//! strands queued connections. Invariants: every listener is non-blocking
+//! and close-on-exec; a UNIX socket path is unlinked on exit only if this
+//! process created it (never one systemd or another process owns).
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use socket2::{Domain, SockAddr, Socket, Type};
+
+/// One `-b/--bind` value, as Gunicorn spells them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bind {
+    /// `HOST:PORT`, `HOST` (port 8000) or `[V6]:PORT`; resolved at bind time.
+    Tcp { host: String, port: u16 },
+    /// `unix:PATH` or `unix://PATH`.
+    Unix(PathBuf),
+    /// `fd://N`: an already-listening socket inherited from the parent.
+    Fd(RawFd),
+}
+
+impl FromStr for Bind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Bind, String> {
+        if let Some(path) = s.strip_prefix("unix://").or_else(|| s.strip_prefix("unix:")) {
+            if path.is_empty() {
+                return Err("unix: needs a socket path".into());
+            }
+            return Ok(Bind::Unix(PathBuf::from(path)));
+        }
+        if let Some(fd) = s.strip_prefix("fd://") {
+            return fd
+                .parse::<RawFd>()
+                .ok()
+                .filter(|&fd| fd >= 0)
+                .map(Bind::Fd)
+                .ok_or_else(|| format!("fd://{fd}: not a file descriptor number"));
+        }
+        let s = s.strip_prefix("tcp://").unwrap_or(s);
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (host, after) = rest.split_once(']').ok_or("unclosed '[' in IPv6 address")?;
+            match after.strip_prefix(':') {
+                Some(port) => (host, Some(port)),
+                None if after.is_empty() => (host, None),
+                None => return Err("expected :PORT after the IPv6 address".into()),
+            }
+        } else {
+            match s.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (s, None),
+            }
+        };
+        let port = match port {
+            None => 8000,
+            Some(p) => p.parse().map_err(|_| format!("{p:?} is not a port number"))?,
+        };
+        let host = if host.is_empty() { "0.0.0.0" } else { host };
+        Ok(Bind::Tcp {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+/// Where a listener listens, for logs and for the environ's SERVER_NAME/PORT.
+#[derive(Debug, Clone)]
+pub enum ListenAddr {
+    /// A TCP socket's local address.
+    Tcp(SocketAddr),
+    /// A UNIX socket's path (None for an unnamed or abstract socket).
+    Unix(Option<PathBuf>),
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(addr) => write!(f, "http://{addr}"),
+            ListenAddr::Unix(Some(path)) => write!(f, "unix:{}", path.display()),
+            ListenAddr::Unix(None) => write!(f, "unix:(unnamed)"),
+        }
+    }
+}
+
+/// A listening socket the master owns.
+#[derive(Debug)]
+pub struct Listener {
+    /// The socket, non-blocking and close-on-exec.
+    pub socket: Socket,
+    /// Its local address.
+    pub addr: ListenAddr,
+    /// The path to unlink on exit: set only for UNIX sockets we created.
+    created_path: Option<PathBuf>,
+}
+
+/// Why the listeners could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    /// bind(2)/listen(2)/socket(2) failed for one address.
+    #[error("cannot listen on {what}: {source}")]
+    Bind { what: String, source: io::Error },
+    /// A live server already answers on this UNIX socket path.
+    #[error("cannot listen on unix:{}: another server is accepting connections there", .0.display())]
+    UnixInUse(PathBuf),
+    /// The path exists and is not a socket: refuse to delete it.
+    #[error("cannot listen on unix:{}: the path exists and is not a socket", .0.display())]
+    NotASocket(PathBuf),
+    /// An inherited descriptor is not a listening stream socket.
+    #[error("inherited fd {fd} is not a usable listening socket: {reason}")]
+    BadFd { fd: RawFd, reason: String },
+    /// A host name resolved to no address.
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+}
+
+impl Listener {
+    /// Unlink the UNIX socket file if this process created it.
+    pub fn remove_created_path(&self) {
+        if let Some(path) = &self.created_path {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
+    /// Wrap an inherited listening socket (systemd or `fd://N`).
+    ///
+    /// SAFETY contract: the caller passes an fd it owns and nothing else uses.
+    fn adopt(socket: Socket) -> Result<Listener, ListenError> {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+        let bad = |reason: String| ListenError::BadFd { fd, reason };
+        if socket.r#type().map_err(|e| bad(e.to_string()))? != Type::STREAM {
+            return Err(bad("not a stream socket".into()));
+        }
+        let local = socket.local_addr().map_err(|e| bad(e.to_string()))?;
+        let addr = if let Some(tcp) = local.as_socket() {
+            ListenAddr::Tcp(tcp)
+        } else if local.is_unix() {
+            ListenAddr::Unix(local.as_pathname().map(Path::to_path_buf))
+        } else {
+            return Err(bad("neither TCP nor a UNIX socket".into()));
+        };
+        socket.set_nonblocking(true).map_err(|e| bad(e.to_string()))?;
+        socket.set_cloexec(true).map_err(|e| bad(e.to_string()))?;
+        Ok(Listener {
+            socket,
+            addr,
+            created_path: None,
+        })
+    }
+}
+
+/// The listeners to serve: systemd's when `LISTEN_FDS`/`LISTEN_PID` name us
+/// (the variables are unset either way), else one per `binds` entry.
+///
+/// Errors: the first address that cannot be bound or adopted.
+pub fn open(binds: &[Bind], backlog: i32) -> Result<Vec<Listener>, ListenError> {
+    let mut inherited = listenfd::ListenFd::from_env();
+    if inherited.len() > 0 {
+        let mut out = Vec::with_capacity(inherited.len());
+        for idx in 0..inherited.len() {
+            let fd = inherited
+                .take_raw_fd(idx)
+                .map_err(|e| ListenError::BadFd {
+                    fd: 3 + idx as RawFd,
+                    reason: e.to_string(),
+                })?
+                .ok_or(ListenError::BadFd {
+                    fd: 3 + idx as RawFd,
+                    reason: "already taken".into(),
+                })?;
+            out.push(adopt_fd(fd)?);
+        }
+        return Ok(out);
+    }
+    binds.iter().map(|b| bind(b, backlog)).collect()
+}
+
+fn adopt_fd(fd: RawFd) -> Result<Listener, ListenError> {
+    let is_fd = nix::fcntl::fcntl(
+        // SAFETY: only queried; the fd is not closed or retained here.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        nix::fcntl::FcntlArg::F_GETFD,
+    );
+    if is_fd.is_err() {
+        return Err(ListenError::BadFd {
+            fd,
+            reason: "not an open file descriptor".into(),
+        });
+    }
+    // SAFETY: the fd was handed to this process (LISTEN_FDS or fd://N) for it to
+    // own, and was checked open above; nothing else in this process holds it.
+    // Doubt: with fd://N the user could name a descriptor we use ourselves
+    // (0-2); adopt() then fails on the socket-type check and we exit.
+    let socket = Socket::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    Listener::adopt(socket)
+}
+
+fn bind(b: &Bind, backlog: i32) -> Result<Listener, ListenError> {
+    match b {
+        Bind::Fd(fd) => adopt_fd(*fd),
+        Bind::Tcp { host, port } => {
+            let what = format!("{host}:{port}");
+            let addr = (host.as_str(), *port)
+                .to_socket_addrs()
+                .map_err(|e| ListenError::Bind {
+                    what: what.clone(),
+                    source: e,
+                })?
+                .next()
+                .ok_or_else(|| ListenError::Resolve(what.clone()))?;
+            let err = |source| ListenError::Bind {
+                what: what.clone(),
+                source,
+            };
+            let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)
+                .map_err(err)?;
+            socket.set_reuse_address(true).map_err(err)?;
+            if addr.is_ipv6() {
+                // So that `-b 0.0.0.0:P -b [::]:P` can both be bound.
+                socket.set_only_v6(true).map_err(err)?;
+            }
+            socket.bind(&addr.into()).map_err(err)?;
+            socket.listen(backlog).map_err(err)?;
+            socket.set_nonblocking(true).map_err(err)?;
+            let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
+            Ok(Listener {
+                socket,
+                addr: ListenAddr::Tcp(local),
+                created_path: None,
+            })
+        }
+        Bind::Unix(path) => bind_unix(path, backlog),
+    }
+}
+
+fn bind_unix(path: &Path, backlog: i32) -> Result<Listener, ListenError> {
+    let err = |source| ListenError::Bind {
+        what: format!("unix:{}", path.display()),
+        source,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ListenError::NotASocket(path.to_path_buf()));
+        }
+        // A socket file left by a crash refuses connections; a live one accepts.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ListenError::UnixInUse(path.to_path_buf()));
+        }
+        std::fs::remove_file(path).map_err(err)?;
+    }
+    let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None).map_err(err)?;
+    socket.bind(&SockAddr::unix(path).map_err(err)?).map_err(err)?;
+    socket.listen(backlog).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    Ok(Listener {
+        socket,
+        addr: ListenAddr::Unix(Some(path.to_path_buf())),
+        created_path: Some(path.to_path_buf()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(host: &str, port: u16) -> Bind {
+        Bind::Tcp {
+            host: host.into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn bind_forms_parse_as_gunicorn() {
+        assert_eq!("127.0.0.1:9000".parse(), Ok(tcp("127.0.0.1", 9000)));
+        assert_eq!("localhost".parse(), Ok(tcp("localhost", 8000)));
+        assert_eq!("[::1]:8001".parse(), Ok(tcp("::1", 8001)));
+        assert_eq!("[::1]".parse(), Ok(tcp("::1", 8000)));
+        assert_eq!(":8002".parse(), Ok(tcp("0.0.0.0", 8002)));
+        assert_eq!("unix:/run/a.sock".parse(), Ok(Bind::Unix("/run/a.sock".into())));
+        assert_eq!("unix:///run/a.sock".parse(), Ok(Bind::Unix("/run/a.sock".into())));
+        assert_eq!("fd://3".parse(), Ok(Bind::Fd(3)));
+    }
+
+    #[test]
+    fn bad_bind_forms_are_refused() {
+        assert!("127.0.0.1:http".parse::<Bind>().is_err());
+        assert!("[::1:80".parse::<Bind>().is_err());
+        assert!("fd://x".parse::<Bind>().is_err());
+        assert!("unix:".parse::<Bind>().is_err());
+    }
+
+    #[test]
+    fn stale_unix_socket_is_replaced_and_live_one_refused() {
+        let dir = std::env::temp_dir().join(format!("ferrocorn-lt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("s.sock");
+        let first = bind_unix(&path, 8).unwrap();
+        assert!(matches!(bind_unix(&path, 8), Err(ListenError::UnixInUse(_))));
+        drop(first); // closed but the file stays: stale
+        let again = bind_unix(&path, 8).unwrap();
+        again.remove_created_path();
+        assert!(!path.exists());
+        std::fs::write(&path, b"x").unwrap();
+        assert!(matches!(bind_unix(&path, 8), Err(ListenError::NotASocket(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

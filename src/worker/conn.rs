@@ -1,0 +1,87 @@
+//! A client connection and the request loop run on it: read a head, hand it
+//! to the app, and keep going while pipelined requests are already buffered.
+//!
+//! The same `serve` runs inline on the I/O thread (`--threads 1`) and on app
+//! threads. Invariant: after any parse error the connection is answered
+//! once with `Connection: close` and dropped — never reused (no request
+//! smuggling, DESIGN §3).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use super::Peer;
+use super::stream::Stream;
+use crate::http::{Head, Limits, ParseError, error_response, parse_head};
+use crate::listeners::ListenAddr;
+use crate::wsgi::{App, Request};
+
+/// An open client connection.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    pub stream: Arc<Stream>,
+    /// Bytes read and not yet consumed (a partial head, or pipelined requests).
+    pub buf: Vec<u8>,
+    pub peer: Peer,
+    /// Index of the listener it was accepted on.
+    pub listener: usize,
+    /// When the I/O thread gives up waiting for the next head.
+    pub deadline: Instant,
+}
+
+/// What `serve` needs besides the connection; shared by all threads of a worker.
+#[derive(Debug)]
+pub(crate) struct ServeCtx {
+    pub app: App,
+    pub limits: Limits,
+    pub listen_addrs: Vec<ListenAddr>,
+    /// Set when the worker stops: responses then say `Connection: close`.
+    pub stopping: AtomicBool,
+}
+
+impl Conn {
+    /// Take the next complete head off the front of `buf`, if there is one.
+    pub fn next_head(&mut self, limits: &Limits) -> Result<Option<Head>, ParseError> {
+        match parse_head(&self.buf, limits)? {
+            Some((head, used)) => {
+                self.buf.drain(..used);
+                Ok(Some(head))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Answer a malformed request and leave the connection to be dropped.
+    pub fn reject(&self, err: &ParseError) {
+        tracing::debug!("invalid request from {}: {err}", self.peer);
+        let _ = self.stream.write_all(&error_response(err));
+        self.stream.shutdown();
+    }
+}
+
+/// Serve `head` and every complete request already buffered after it.
+/// Returns whether the connection stays open, waiting for more bytes.
+pub(crate) fn serve(ctx: &ServeCtx, conn: &mut Conn, mut head: Head) -> bool {
+    loop {
+        let outcome = ctx.app.handle(Request {
+            head,
+            stream: &conn.stream,
+            buf: std::mem::take(&mut conn.buf),
+            peer: &conn.peer,
+            server: &ctx.listen_addrs[conn.listener],
+            may_keep_alive: !ctx.stopping.load(Ordering::Relaxed),
+        });
+        if !outcome.keep_alive {
+            return false;
+        }
+        conn.buf = outcome.buf;
+        match conn.next_head(&ctx.limits) {
+            Ok(Some(next)) => head = next,
+            Ok(None) => return true,
+            Err(e) => {
+                conn.reject(&e);
+                return false;
+            }
+        }
+    }
+}

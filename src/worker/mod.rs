@@ -1,0 +1,456 @@
+//! A worker process (DESIGN §2): CPython embedded, the app imported once,
+//! one epoll I/O thread and `--threads` app threads (or the app called
+//! inline on the I/O thread when `--threads 1`).
+//!
+//! The I/O thread owns the listeners and every connection that waits for a
+//! request head; it never runs Python except inline. Invariants: a worker
+//! with all app threads busy, or at `worker_connections`, stops accepting
+//! so idle workers take new connections; after TERM it accepts nothing,
+//! closes idle connections, answers in-flight requests with
+//! `Connection: close` and exits when none is left (or at the graceful
+//! deadline).
+
+mod conn;
+mod pool;
+pub mod stream;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signal::Signal;
+use slab::Slab;
+
+use crate::config::Settings;
+use crate::http::Head;
+use crate::listeners::Listener;
+use crate::master::exit;
+use crate::signals::SignalPipe;
+use crate::wsgi::{App, AppError, AppSpec};
+use conn::{Conn, ServeCtx, serve};
+use pool::{Job, Pool, Returned};
+use stream::Stream;
+
+/// The client end of a connection.
+#[derive(Debug, Clone)]
+pub enum Peer {
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A UNIX-socket client (a local proxy such as nginx); it has no address.
+    Unix,
+}
+
+impl Peer {
+    /// Whether forwarded-scheme headers from this peer are believed
+    /// (Gunicorn's `forwarded_allow_ips` default `127.0.0.1,::1`, plus UNIX peers).
+    pub fn is_trusted_proxy(&self) -> bool {
+        match self {
+            Peer::Unix => true,
+            Peer::Tcp(a) => {
+                a.ip() == std::net::Ipv4Addr::LOCALHOST || a.ip() == std::net::Ipv6Addr::LOCALHOST
+            }
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(a) => write!(f, "{a}"),
+            Peer::Unix => f.write_str("unix peer"),
+        }
+    }
+}
+
+/// Signals a worker acts on; the rest keep their default disposition.
+const SIGNALS: [Signal; 8] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGHUP,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGTTIN,
+    Signal::SIGTTOU,
+];
+
+/// Bytes read per recv(2) while waiting for a head.
+const READ_SIZE: usize = 16 * 1024;
+/// How often idle and slow connections are checked against their deadlines.
+const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+
+const TOKEN_SIGNAL: u64 = 0;
+const TOKEN_WAKE: u64 = 1;
+const TOKEN_LISTENER: u64 = 2;
+const TOKEN_CONN: u64 = 1 << 32;
+
+/// Boot a worker in a freshly forked child and serve until told to stop.
+/// Returns the process exit status (see [`exit`]).
+pub fn run(settings: &Settings, listeners: Vec<Listener>, master: nix::unistd::Pid) -> i32 {
+    let signals = match SignalPipe::install(&SIGNALS) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("worker cannot install signal handlers: {e}");
+            return exit::WORKER_BOOT_ERROR;
+        }
+    };
+    crate::master::unblock_signals();
+    // The master's death must not leave us serving on alone.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    if nix::unistd::getppid() != master {
+        return exit::OK;
+    }
+    tracing::info!("Booting worker with pid: {}", std::process::id());
+
+    let spec = AppSpec {
+        uri: settings.app.clone(),
+        venv_python: settings
+            .virtualenv
+            .as_deref()
+            .and_then(|v| crate::wsgi::check_virtualenv(v).ok()),
+        pythonpath: settings.pythonpath.clone(),
+        argv: std::env::args().collect(),
+        multithread: settings.threads > 1,
+        multiprocess: settings.workers > 1,
+    };
+    let app = match App::load(&spec) {
+        Ok(app) => app,
+        Err(e @ AppError::Import(_)) => {
+            tracing::error!("{e}");
+            return exit::APP_LOAD_ERROR;
+        }
+        Err(e @ AppError::Interpreter(_)) => {
+            tracing::error!("worker failed to boot: {e}");
+            return exit::WORKER_BOOT_ERROR;
+        }
+    };
+    match EventLoop::new(settings, listeners, app, signals) {
+        Ok(event_loop) => event_loop.run(),
+        Err(e) => {
+            tracing::error!("worker failed to boot: {e}");
+            exit::WORKER_BOOT_ERROR
+        }
+    }
+}
+
+/// A kept-alive connection gets `keepalive` to start its next request, or
+/// the head timeout if part of one is already buffered.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    keepalive: Duration,
+    head: Duration,
+}
+
+struct EventLoop {
+    epoll: Epoll,
+    listeners: Vec<Listener>,
+    accepting: bool,
+    signals: SignalPipe,
+    conns: Slab<Conn>,
+    ctx: Arc<ServeCtx>,
+    /// `None` with `--threads 1`: the app runs inline.
+    pool: Option<Pool>,
+    threads: usize,
+    /// Jobs handed to the pool and not yet returned.
+    busy: usize,
+    worker_connections: usize,
+    timeouts: Timeouts,
+    stall: Option<Duration>,
+    /// Set after TERM: when to give up on in-flight requests.
+    stop_deadline: Option<Instant>,
+    graceful_timeout: Duration,
+    next_sweep: Instant,
+}
+
+impl Timeouts {
+    fn idle(self, conn: &Conn) -> Duration {
+        if conn.buf.is_empty() {
+            self.keepalive
+        } else {
+            self.head
+        }
+    }
+}
+
+impl EventLoop {
+    fn new(
+        settings: &Settings,
+        listeners: Vec<Listener>,
+        app: App,
+        signals: SignalPipe,
+    ) -> std::io::Result<EventLoop> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
+        epoll.add(signals.fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
+        let ctx = Arc::new(ServeCtx {
+            app,
+            limits: settings.limits,
+            listen_addrs: listeners.iter().map(|l| l.addr.clone()).collect(),
+            stopping: false.into(),
+        });
+        let pool = if settings.threads > 1 {
+            let pool = Pool::start(settings.threads, Arc::clone(&ctx))?;
+            epoll.add(pool.wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE))?;
+            Some(pool)
+        } else {
+            None
+        };
+        let mut event_loop = EventLoop {
+            epoll,
+            listeners,
+            accepting: false,
+            signals,
+            conns: Slab::with_capacity(64),
+            ctx,
+            pool,
+            threads: settings.threads,
+            busy: 0,
+            worker_connections: settings.worker_connections,
+            timeouts: Timeouts {
+                keepalive: settings.keepalive,
+                head: settings.timeout.unwrap_or(Duration::from_secs(30)),
+            },
+            stall: settings.timeout,
+            stop_deadline: None,
+            graceful_timeout: settings.graceful_timeout,
+            next_sweep: Instant::now() + SWEEP_INTERVAL,
+        };
+        event_loop.set_accepting(true)?;
+        Ok(event_loop)
+    }
+
+    fn run(mut self) -> i32 {
+        let mut events = vec![EpollEvent::empty(); 256];
+        loop {
+            if let Some(deadline) = self.stop_deadline {
+                if (self.conns.is_empty() && self.busy == 0) || Instant::now() >= deadline {
+                    break;
+                }
+            }
+            let n = match self.epoll.wait(&mut events, EpollTimeout::from(250u16)) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => {
+                    tracing::error!("epoll_wait failed: {e}");
+                    return exit::WORKER_BOOT_ERROR;
+                }
+            };
+            for ev in &events[..n] {
+                match ev.data() {
+                    TOKEN_SIGNAL => {
+                        if !self.on_signals() {
+                            return exit::OK;
+                        }
+                    }
+                    TOKEN_WAKE => self.on_returns(),
+                    t if t >= TOKEN_CONN => self.on_readable((t - TOKEN_CONN) as usize),
+                    t => self.on_acceptable((t - TOKEN_LISTENER) as usize),
+                }
+            }
+            self.sweep();
+        }
+        if let Some(pool) = self.pool.take() {
+            if self.busy == 0 {
+                pool.join();
+            }
+        }
+        exit::OK
+    }
+
+    /// Handle queued signals; false means "exit now".
+    fn on_signals(&mut self) -> bool {
+        for signal in self.signals.drain() {
+            match signal {
+                Signal::SIGTERM | Signal::SIGHUP => self.begin_stop(),
+                Signal::SIGINT | Signal::SIGQUIT => return false,
+                _ => {}
+            }
+        }
+        true
+    }
+
+    fn begin_stop(&mut self) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        tracing::info!("Worker exiting (pid: {})", std::process::id());
+        self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
+        self.ctx.stopping.store(true, Ordering::Relaxed);
+        let _ = self.set_accepting(false);
+        self.listeners.clear();
+        // Idle connections have nothing in flight: close them now.
+        self.conns.retain(|_, c| !c.buf.is_empty());
+    }
+
+    fn set_accepting(&mut self, on: bool) -> std::io::Result<()> {
+        if on == self.accepting || (on && self.stop_deadline.is_some()) {
+            return Ok(());
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if on {
+                let ev = EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER + i as u64);
+                self.epoll.add(l.socket.as_fd(), ev)?;
+            } else {
+                self.epoll.delete(l.socket.as_fd())?;
+            }
+        }
+        self.accepting = on;
+        Ok(())
+    }
+
+    /// Accept while the worker has room: an app thread free, connections under the limit.
+    fn update_accepting(&mut self) {
+        let room = self.busy < self.threads && self.conns.len() < self.worker_connections;
+        let _ = self.set_accepting(room);
+    }
+
+    fn conn_flags(&self) -> EpollFlags {
+        // Threaded: a connection handed to an app thread must not wake us,
+        // so interest is one-shot and re-armed when it comes back.
+        if self.pool.is_some() {
+            EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT
+        } else {
+            EpollFlags::EPOLLIN
+        }
+    }
+
+    fn on_acceptable(&mut self, index: usize) {
+        let batch = if self.pool.is_some() { 64 } else { 4 };
+        for _ in 0..batch {
+            if !self.accepting {
+                return;
+            }
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            let (socket, addr) = match listener.socket.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    tracing::debug!("accept failed: {e}");
+                    return;
+                }
+            };
+            let peer = addr.as_socket().map_or(Peer::Unix, Peer::Tcp);
+            if matches!(peer, Peer::Tcp(_)) {
+                let _ = socket.set_tcp_nodelay(true);
+            }
+            let Ok(stream) = Stream::new(socket, self.stall) else {
+                continue;
+            };
+            let conn = Conn {
+                stream: Arc::new(stream),
+                buf: Vec::new(),
+                peer,
+                listener: index,
+                deadline: Instant::now() + self.timeouts.head,
+            };
+            let flags = self.conn_flags();
+            let entry = self.conns.vacant_entry();
+            let ev = EpollEvent::new(flags, TOKEN_CONN + entry.key() as u64);
+            if self.epoll.add(conn.stream.fd(), ev).is_ok() {
+                entry.insert(conn);
+            }
+            self.update_accepting();
+        }
+    }
+
+    fn on_readable(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        match conn.stream.try_read_into(&mut conn.buf, READ_SIZE) {
+            Ok(Some(0)) | Err(_) => {
+                self.close(key);
+                return;
+            }
+            Ok(_) => {}
+        }
+        match conn.next_head(&self.ctx.limits) {
+            Ok(None) => {
+                if !conn.buf.is_empty() && conn.deadline > Instant::now() + self.timeouts.head {
+                    conn.deadline = Instant::now() + self.timeouts.head;
+                }
+                self.rearm(key);
+            }
+            Err(e) => {
+                conn.reject(&e);
+                self.close(key);
+            }
+            Ok(Some(head)) => self.dispatch(key, head),
+        }
+    }
+
+    fn dispatch(&mut self, key: usize, head: Head) {
+        if let Some(pool) = &self.pool {
+            let conn = self.conns.remove(key);
+            pool.submit(Job { conn, head });
+            self.busy += 1;
+            self.update_accepting();
+            return;
+        }
+        let conn = &mut self.conns[key];
+        if serve(&self.ctx, conn, head) {
+            conn.deadline = Instant::now() + self.timeouts.idle(conn);
+        } else {
+            self.close(key);
+        }
+    }
+
+    fn on_returns(&mut self) {
+        let Some(pool) = &self.pool else { return };
+        let _ = pool.wake.read();
+        let returned: Vec<Returned> = pool.returns.try_iter().collect();
+        for r in returned {
+            self.busy -= 1;
+            if let Returned::Idle(mut conn) = r {
+                if self.stop_deadline.is_some() && conn.buf.is_empty() {
+                    continue;
+                }
+                conn.deadline = Instant::now() + self.timeouts.idle(&conn);
+                let flags = self.conn_flags();
+                let entry = self.conns.vacant_entry();
+                let mut ev = EpollEvent::new(flags, TOKEN_CONN + entry.key() as u64);
+                if self.epoll.modify(conn.stream.fd(), &mut ev).is_ok() {
+                    entry.insert(conn);
+                }
+            }
+        }
+        self.update_accepting();
+    }
+
+    fn rearm(&mut self, key: usize) {
+        if self.pool.is_none() {
+            return;
+        }
+        if let Some(conn) = self.conns.get(key) {
+            let mut ev = EpollEvent::new(self.conn_flags(), TOKEN_CONN + key as u64);
+            if self.epoll.modify(conn.stream.fd(), &mut ev).is_err() {
+                self.close(key);
+            }
+        }
+    }
+
+    fn close(&mut self, key: usize) {
+        // Dropping the last reference closes the fd, which also removes it
+        // from the epoll set.
+        self.conns.try_remove(key);
+        self.update_accepting();
+    }
+
+    fn sweep(&mut self) {
+        let now = Instant::now();
+        if now < self.next_sweep {
+            return;
+        }
+        self.next_sweep = now + SWEEP_INTERVAL;
+        let before = self.conns.len();
+        self.conns.retain(|_, c| c.deadline > now);
+        if self.conns.len() != before {
+            self.update_accepting();
+        }
+    }
+}

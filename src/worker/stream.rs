@@ -1,0 +1,149 @@
+//! A client connection's socket, used in blocking style by whoever runs the
+//! request (the I/O thread inline, or an app thread).
+//!
+//! The socket stays non-blocking for its whole life, so the I/O thread can
+//! own it between requests without an fcntl per hand-off. Reads and writes
+//! try the syscall first and only poll(2) on `EAGAIN`, with the stall limit
+//! (`--timeout`) as poll's timeout: a client that stops reading or writing
+//! mid-request cannot hold a thread forever.
+
+use std::io::{self, IoSlice};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use socket2::Socket;
+
+/// A connected stream socket (TCP or UNIX), non-blocking underneath.
+#[derive(Debug)]
+pub struct Stream {
+    sock: Socket,
+    /// How long one read or write may wait for the peer; `None` = forever.
+    stall: Option<Duration>,
+}
+
+impl Stream {
+    /// Wrap an accepted socket; it is made non-blocking here.
+    pub fn new(sock: Socket, stall: Option<Duration>) -> io::Result<Stream> {
+        sock.set_nonblocking(true)?;
+        Ok(Stream { sock, stall })
+    }
+
+    /// The underlying fd, for epoll registration.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.sock.as_fd()
+    }
+
+    /// Append up to `max` bytes to `buf` without waiting.
+    ///
+    /// Returns `Ok(None)` when nothing is available yet, `Ok(Some(0))` at EOF.
+    pub fn try_read_into(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<Option<usize>> {
+        buf.reserve(max);
+        let spare = &mut buf.spare_capacity_mut()[..max];
+        // recv(2) into uninitialised spare capacity: socket2 takes
+        // `&mut [MaybeUninit<u8>]` for exactly this.
+        loop {
+            match self.sock.recv(spare) {
+                Ok(n) => {
+                    // SAFETY: recv initialised the first `n` bytes of the spare
+                    // capacity, and `n <= max <= spare capacity`.
+                    unsafe { buf.set_len(buf.len() + n) };
+                    return Ok(Some(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Append at least one and at most `max` bytes to `buf`, waiting up to
+    /// the stall limit. Returns 0 at EOF.
+    ///
+    /// Errors: `TimedOut` when the peer sent nothing within the limit, or
+    /// the socket error.
+    pub fn read_into(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        loop {
+            if let Some(n) = self.try_read_into(buf, max)? {
+                return Ok(n);
+            }
+            self.wait(PollFlags::POLLIN)?;
+        }
+    }
+
+    /// Write every byte of `bufs`, in order, with writev(2).
+    ///
+    /// Errors: `TimedOut` when the peer stopped reading for the stall limit,
+    /// `BrokenPipe`/`ConnectionReset` when it went away.
+    pub fn write_all_vectored(&self, bufs: &[&[u8]]) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = bufs
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| IoSlice::new(b))
+            .collect();
+        let mut slices = &mut slices[..];
+        while !slices.is_empty() {
+            match self.sock.send_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.wait(PollFlags::POLLOUT)?
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Write all of `buf`.
+    pub fn write_all(&self, buf: &[u8]) -> io::Result<()> {
+        self.write_all_vectored(&[buf])
+    }
+
+    /// Send `len` bytes of `file` from `offset` with sendfile(2), without
+    /// copying them through user space.
+    ///
+    /// Returns the bytes sent, less than `len` only if the file ended first.
+    pub fn sendfile(&self, file: BorrowedFd<'_>, mut offset: i64, len: u64) -> io::Result<u64> {
+        let mut sent = 0u64;
+        while sent < len {
+            let chunk = (len - sent).min(1 << 30) as usize;
+            match nix::sys::sendfile::sendfile64(&self.sock, file, Some(&mut offset), chunk) {
+                Ok(0) => break,
+                Ok(n) => sent += n as u64,
+                Err(Errno::EAGAIN) => self.wait(PollFlags::POLLOUT)?,
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Shut down both directions, so a peer blocked on us sees EOF now.
+    pub fn shutdown(&self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn wait(&self, events: PollFlags) -> io::Result<()> {
+        let timeout = match self.stall {
+            None => PollTimeout::NONE,
+            Some(d) => PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX),
+        };
+        let mut fds = [PollFd::new(self.sock.as_fd(), events)];
+        loop {
+            match poll(&mut fds, timeout) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client stalled longer than the timeout",
+                    ));
+                }
+                Ok(_) => return Ok(()),
+                Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}

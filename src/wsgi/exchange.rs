@@ -1,0 +1,282 @@
+//! One request/response exchange: the state that the app's Python objects
+//! (`wsgi.input`, `start_response`, `write`) and the worker share.
+//!
+//! Invariants: the response head goes out at most once, lazily, with the
+//! first non-empty body chunk or at the end (PEP 3333, "Buffering and
+//! Streaming"); its framing is fixed then; the body never exceeds a declared
+//! Content-Length; once the request ends the Python objects are detached
+//! from the socket (`input` becomes `None`, the writer's stream is dropped),
+//! so an app that keeps them cannot touch the next request.
+
+use std::io;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::input::BodyReader;
+use crate::http::response::{
+    Framing, HeadSpec, LAST_CHUNK, chunk_size_line, is_bodyless, is_hop_by_hop,
+    is_valid_field_name, is_valid_field_value, status_code, write_head,
+};
+use crate::http::{Head, Version};
+use crate::worker::stream::Stream;
+
+/// What `start_response` recorded (PEP 3333, "The start_response() Callable").
+#[derive(Debug, Clone)]
+pub(crate) struct Started {
+    pub status: String,
+    pub code: u16,
+    pub fields: Vec<(String, String)>,
+    /// The app's Content-Length, if it gave one.
+    pub length: Option<u64>,
+    /// The app asked for `Connection: close`.
+    pub close: bool,
+}
+
+impl Started {
+    /// Validate a status and field list given by the app.
+    ///
+    /// Errors: a message naming the bad status or field, raised to the app.
+    pub(crate) fn new(status: String, raw: Vec<(String, String)>) -> Result<Started, String> {
+        let code = status_code(&status)
+            .ok_or_else(|| format!("invalid status {status:?}: expected \"NNN Reason\""))?;
+        if !is_valid_field_value(&status) {
+            return Err(format!("invalid status {status:?}: control characters"));
+        }
+        let mut started = Started {
+            status,
+            code,
+            fields: Vec::with_capacity(raw.len()),
+            length: None,
+            close: false,
+        };
+        for (name, value) in raw {
+            if !is_valid_field_name(&name) {
+                return Err(format!("invalid header name {name:?}"));
+            }
+            if !is_valid_field_value(&value) {
+                return Err(format!("invalid value for header {name:?}: {value:?}"));
+            }
+            if is_hop_by_hop(&name) {
+                if name.eq_ignore_ascii_case("connection")
+                    && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+                {
+                    started.close = true;
+                }
+                continue;
+            }
+            if name.eq_ignore_ascii_case("content-length") {
+                let n = value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("invalid Content-Length {value:?}"))?;
+                if started.length.replace(n).is_some_and(|m| m != n) {
+                    return Err("conflicting Content-Length headers".into());
+                }
+            }
+            started.fields.push((name, value));
+        }
+        Ok(started)
+    }
+}
+
+/// The response half: everything needed to put bytes on the wire.
+#[derive(Debug)]
+pub(crate) struct ResponseWriter {
+    stream: Option<Arc<Stream>>,
+    version: Version,
+    head_request: bool,
+    /// The request allows keep-alive and the worker is not stopping.
+    may_keep_alive: bool,
+    pub(crate) started: Option<Started>,
+    head_sent: bool,
+    framing: Framing,
+    keep_alive: bool,
+    /// Body bytes sent (before chunk framing).
+    sent: u64,
+    /// The client stopped reading or went away.
+    broken: bool,
+    /// Set by `finish`: the connection may carry another request.
+    reusable: bool,
+}
+
+/// The exchange shared with Python.
+#[derive(Debug)]
+pub(crate) struct Exchange {
+    /// The body reader; `None` once the request is over.
+    pub(crate) input: Mutex<Option<BodyReader>>,
+    pub(crate) output: Mutex<ResponseWriter>,
+    head_sent: AtomicBool,
+}
+
+impl Exchange {
+    pub(crate) fn new(head: &Head, stream: Arc<Stream>, raw: Vec<u8>, may_keep_alive: bool) -> Self {
+        Exchange {
+            input: Mutex::new(Some(BodyReader::new(
+                Arc::clone(&stream),
+                raw,
+                head.body,
+                head.expect_continue,
+            ))),
+            output: Mutex::new(ResponseWriter {
+                stream: Some(stream),
+                version: head.version,
+                head_request: head.method == "HEAD",
+                may_keep_alive: may_keep_alive && head.keep_alive,
+                started: None,
+                head_sent: false,
+                framing: Framing::NoBody,
+                keep_alive: false,
+                sent: 0,
+                broken: false,
+                reusable: false,
+            }),
+            head_sent: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the response head is out (so 100 Continue may no longer be sent).
+    pub(crate) fn head_sent(&self) -> bool {
+        self.head_sent.load(Ordering::Acquire)
+    }
+
+    /// Whether a `100 Continue` is still owed and the body is unread: the
+    /// client is waiting for us, so the connection cannot be reused.
+    fn awaiting_continue(&self) -> bool {
+        match self.input.try_lock() {
+            Ok(guard) => guard.as_ref().is_some_and(|b| b.continue_pending && !b.is_done()),
+            Err(_) => false,
+        }
+    }
+
+    /// Send one body chunk, with the head first if it is not out yet.
+    /// `total` is the whole body's length when the server knows it (a
+    /// one-item list), used when the app gave no Content-Length.
+    pub(crate) fn send(&self, w: &mut ResponseWriter, data: &[u8], total: Option<u64>) -> io::Result<()> {
+        let mut head = Vec::new();
+        if !w.head_sent {
+            let awaiting = self.awaiting_continue();
+            w.build_head(&mut head, total, awaiting);
+            w.head_sent = true;
+            self.head_sent.store(true, Ordering::Release);
+        }
+        w.write_body(&head, data)
+    }
+
+    /// Complete the response: the head if nothing was sent, the last chunk if
+    /// chunked; then record whether the connection may carry another request
+    /// (not if a declared Content-Length was not met: the client would read
+    /// our next response as the rest of this body).
+    pub(crate) fn finish(&self, w: &mut ResponseWriter) -> io::Result<()> {
+        if !w.head_sent {
+            self.send(w, b"", Some(0))?;
+        }
+        if w.framing == Framing::Chunked {
+            w.write_raw(&[LAST_CHUNK])?;
+        }
+        let complete = match w.framing {
+            Framing::Length(n) => w.sent == n,
+            _ => true,
+        };
+        w.reusable = w.keep_alive && complete && !w.broken;
+        Ok(())
+    }
+}
+
+impl ResponseWriter {
+    pub(crate) fn head_sent(&self) -> bool {
+        self.head_sent
+    }
+
+    /// Whether `finish` completed and the connection may be reused.
+    pub(crate) fn reusable(&self) -> bool {
+        self.reusable
+    }
+
+    /// Whether the framing chosen at head time lets a body be sent.
+    pub(crate) fn body_allowed(&self) -> bool {
+        self.framing != Framing::NoBody
+    }
+
+    /// The socket, while the request lasts (for sendfile).
+    pub(crate) fn stream(&self) -> Option<&Arc<Stream>> {
+        self.stream.as_ref()
+    }
+
+    /// Account for body bytes sent around `write_body` (by sendfile).
+    pub(crate) fn count_sent(&mut self, n: u64) {
+        self.sent += n;
+    }
+
+    /// Drop the socket so Python objects kept past the request cannot use it.
+    pub(crate) fn detach(&mut self) {
+        self.stream = None;
+    }
+
+    fn build_head(&mut self, out: &mut Vec<u8>, total: Option<u64>, awaiting_continue: bool) {
+        let started = self.started.as_ref().expect("send() only after start_response");
+        let framing = if is_bodyless(started.code, if self.head_request { "HEAD" } else { "" }) {
+            Framing::NoBody
+        } else if let Some(n) = started.length.or(total) {
+            Framing::Length(n)
+        } else if self.version == Version::Http11 {
+            Framing::Chunked
+        } else {
+            Framing::Close
+        };
+        let keep_alive = self.may_keep_alive
+            && !started.close
+            && !awaiting_continue
+            && framing.allows_keep_alive();
+        write_head(
+            out,
+            HeadSpec {
+                version: self.version,
+                status: &started.status,
+                framing,
+                keep_alive,
+                app_sent_length: started.length.is_some(),
+            },
+            started.fields.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+        );
+        self.framing = framing;
+        self.keep_alive = keep_alive;
+    }
+
+    fn write_body(&mut self, head: &[u8], data: &[u8]) -> io::Result<()> {
+        match self.framing {
+            Framing::NoBody => self.write_raw(&[head]),
+            Framing::Length(n) => {
+                // Never more than declared: the excess would be read as the
+                // next response (Gunicorn truncates the same way).
+                let room = n.saturating_sub(self.sent).min(data.len() as u64) as usize;
+                self.sent += room as u64;
+                self.write_raw(&[head, &data[..room]])
+            }
+            Framing::Chunked if data.is_empty() => self.write_raw(&[head]),
+            Framing::Chunked => {
+                self.sent += data.len() as u64;
+                let size = chunk_size_line(data.len());
+                self.write_raw(&[head, &size, data, b"\r\n"])
+            }
+            Framing::Close => {
+                self.sent += data.len() as u64;
+                self.write_raw(&[head, data])
+            }
+        }
+    }
+
+    fn write_raw(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
+        if self.broken {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let Some(stream) = &self.stream else {
+            return Err(io::Error::other("response written after its request ended"));
+        };
+        let result = stream.write_all_vectored(bufs);
+        if result.is_err() {
+            self.broken = true;
+        }
+        result
+    }
+}

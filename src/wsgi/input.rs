@@ -1,0 +1,302 @@
+//! `wsgi.input`: the request body, streamed from the socket as the app reads
+//! (PEP 3333, "Input and Error Streams"), never buffered whole.
+//!
+//! Bytes already read past the head are decoded first; more are read from
+//! the socket only when the app asks, with the GIL released. The first read
+//! answers `Expect: 100-continue` (RFC 9110 §10.1.1) unless the response has
+//! already begun. Invariant: decoding never consumes a byte past the end of
+//! this request's body, so what is left in `raw` afterwards is the next
+//! pipelined request.
+
+use std::io;
+use std::sync::Arc;
+
+use pyo3::exceptions::PyOSError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use super::exchange::Exchange;
+use crate::http::{BodyKind, ChunkedDecoder, Decoded, LengthDecoder, ParseError};
+use crate::worker::stream::Stream;
+
+/// Bytes read from the socket per syscall while a body is streamed.
+const READ_SIZE: usize = 64 * 1024;
+/// Bytes readline() decodes per step while looking for a newline.
+const LINE_STEP: usize = 8 * 1024;
+
+/// Why the body cannot be read further.
+#[derive(Debug, Clone)]
+pub(crate) enum BodyFailure {
+    /// The framing is malformed (a bad chunk size, ...): answer 400, close.
+    Malformed(ParseError),
+    /// The client went away or stalled; nothing more can be said to it.
+    Io(io::ErrorKind),
+}
+
+impl BodyFailure {
+    fn to_py(&self) -> PyErr {
+        match self {
+            BodyFailure::Malformed(e) => PyOSError::new_err(format!("malformed request body: {e}")),
+            BodyFailure::Io(io::ErrorKind::UnexpectedEof) => {
+                PyOSError::new_err("client closed the connection before the body ended")
+            }
+            BodyFailure::Io(kind) => PyOSError::new_err(format!("reading request body: {kind}")),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Decoder {
+    Length(LengthDecoder),
+    Chunked(ChunkedDecoder),
+}
+
+/// The request-body state shared by the `Input` object and the worker.
+#[derive(Debug)]
+pub(crate) struct BodyReader {
+    stream: Arc<Stream>,
+    /// Bytes from the socket not yet decoded, from `raw_pos` on.
+    raw: Vec<u8>,
+    raw_pos: usize,
+    decoder: Option<Decoder>,
+    done: bool,
+    /// Decoded body bytes not yet given to the app, from `decoded_pos` on.
+    decoded: Vec<u8>,
+    decoded_pos: usize,
+    /// `Expect: 100-continue` was asked and not yet answered.
+    pub(crate) continue_pending: bool,
+    pub(crate) failure: Option<BodyFailure>,
+}
+
+impl BodyReader {
+    pub(crate) fn new(
+        stream: Arc<Stream>,
+        raw: Vec<u8>,
+        kind: BodyKind,
+        expect_continue: bool,
+    ) -> BodyReader {
+        let decoder = match kind {
+            BodyKind::Empty | BodyKind::Length(0) => None,
+            BodyKind::Length(n) => Some(Decoder::Length(LengthDecoder::new(n))),
+            BodyKind::Chunked => Some(Decoder::Chunked(ChunkedDecoder::new())),
+        };
+        BodyReader {
+            stream,
+            raw,
+            raw_pos: 0,
+            done: decoder.is_none(),
+            continue_pending: expect_continue && decoder.is_some(),
+            decoder,
+            decoded: Vec::new(),
+            decoded_pos: 0,
+            failure: None,
+        }
+    }
+
+    /// Whether the whole body has been decoded (not necessarily read by the app).
+    pub(crate) fn is_done(&self) -> bool {
+        self.done
+    }
+
+    fn available(&self) -> usize {
+        self.decoded.len() - self.decoded_pos
+    }
+
+    /// Decode until `want` bytes are available or the body ends.
+    /// Reads the socket as needed; `head_sent` tells whether the 100
+    /// Continue may still be sent.
+    fn fill(&mut self, want: usize, head_sent: bool) -> Result<(), BodyFailure> {
+        if let Some(f) = &self.failure {
+            return Err(f.clone());
+        }
+        let result = self.fill_inner(want, head_sent);
+        if let Err(f) = &result {
+            self.failure = Some(f.clone());
+        }
+        result
+    }
+
+    fn fill_inner(&mut self, want: usize, head_sent: bool) -> Result<(), BodyFailure> {
+        if self.decoded_pos == self.decoded.len() {
+            self.decoded.clear();
+            self.decoded_pos = 0;
+        }
+        while self.available() < want && !self.done {
+            if self.raw_pos < self.raw.len() {
+                let max = want - self.available();
+                let input = &self.raw[self.raw_pos..];
+                let Decoded { consumed, done } = match &mut self.decoder {
+                    Some(Decoder::Length(d)) => d.decode(input, &mut self.decoded, max),
+                    Some(Decoder::Chunked(d)) => d.decode(input, &mut self.decoded, max),
+                    None => Ok(Decoded {
+                        consumed: 0,
+                        done: true,
+                    }),
+                }
+                .map_err(BodyFailure::Malformed)?;
+                self.raw_pos += consumed;
+                self.done = done;
+                if consumed > 0 || done {
+                    continue;
+                }
+            }
+            self.read_more(head_sent)?;
+        }
+        Ok(())
+    }
+
+    fn read_more(&mut self, head_sent: bool) -> Result<(), BodyFailure> {
+        if self.raw_pos == self.raw.len() {
+            self.raw.clear();
+            self.raw_pos = 0;
+        }
+        if std::mem::take(&mut self.continue_pending) && !head_sent {
+            self.stream
+                .write_all(crate::http::response::CONTINUE)
+                .map_err(|e| BodyFailure::Io(e.kind()))?;
+        }
+        match self.stream.read_into(&mut self.raw, READ_SIZE) {
+            Ok(0) => Err(BodyFailure::Io(io::ErrorKind::UnexpectedEof)),
+            Ok(_) => Ok(()),
+            Err(e) => Err(BodyFailure::Io(e.kind())),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> &[u8] {
+        let n = n.min(self.available());
+        let start = self.decoded_pos;
+        self.decoded_pos += n;
+        &self.decoded[start..start + n]
+    }
+
+    /// Read and discard the rest of the body so the connection can carry the
+    /// next request; gives up (returns false) past `limit` bytes or on error.
+    /// A client still waiting for `100 Continue` is not drained: it would
+    /// send the body only if asked.
+    pub(crate) fn drain(&mut self, limit: usize) -> bool {
+        if self.continue_pending {
+            return self.done;
+        }
+        let mut discarded = 0;
+        while !self.done && discarded <= limit {
+            if self.fill(LINE_STEP, true).is_err() {
+                return false;
+            }
+            discarded += self.available();
+            self.decoded_pos = self.decoded.len();
+        }
+        self.done
+    }
+
+    /// The bytes after this request's body: the start of the next request.
+    /// Only meaningful once the body is done.
+    pub(crate) fn take_leftover(&mut self) -> Vec<u8> {
+        let mut raw = std::mem::take(&mut self.raw);
+        raw.drain(..self.raw_pos);
+        self.raw_pos = 0;
+        raw
+    }
+}
+
+/// The `wsgi.input` object (PEP 3333): `read`, `readline`, `readlines` and
+/// iteration over lines. Raises `OSError` when the client disconnects or the
+/// body is malformed.
+#[pyclass(module = "ferrocorn", name = "Input")]
+pub(crate) struct Input {
+    pub(crate) ex: Arc<Exchange>,
+}
+
+fn size_arg(size: Option<isize>) -> usize {
+    match size {
+        Some(n) if n >= 0 => n as usize,
+        _ => usize::MAX,
+    }
+}
+
+impl Input {
+    /// Run `f` on the body state with the GIL released (it may block on the socket).
+    fn with_body<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut BodyReader, bool) -> R + Send,
+    ) -> PyResult<R> {
+        let ex = &self.ex;
+        py.detach(|| {
+            let head_sent = ex.head_sent();
+            let mut guard = ex.input.lock().unwrap_or_else(|p| p.into_inner());
+            match guard.as_mut() {
+                Some(body) => Ok(f(body, head_sent)),
+                None => Err(()),
+            }
+        })
+        .map_err(|()| PyOSError::new_err("wsgi.input used after its request ended"))
+    }
+}
+
+#[pymethods]
+impl Input {
+    /// Read up to `size` bytes (all that is left when `size` is absent or negative).
+    #[pyo3(signature = (size = None))]
+    fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        let want = size_arg(size);
+        let data = self.with_body(py, |body, head_sent| {
+            body.fill(want, head_sent)?;
+            Ok(body.take(want).to_vec())
+        })?;
+        data.map(|d| PyBytes::new(py, &d))
+            .map_err(|f: BodyFailure| f.to_py())
+    }
+
+    /// Read one line, up to and including `\n`, at most `size` bytes.
+    #[pyo3(signature = (size = None))]
+    fn readline<'py>(
+        &self,
+        py: Python<'py>,
+        size: Option<isize>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let limit = size_arg(size);
+        let data = self.with_body(py, |body, head_sent| {
+            let mut scanned = 0;
+            loop {
+                let avail = &body.decoded[body.decoded_pos..];
+                if let Some(i) = avail[scanned..].iter().position(|&b| b == b'\n') {
+                    return Ok(body.take((scanned + i + 1).min(limit)).to_vec());
+                }
+                scanned = avail.len();
+                if scanned >= limit || body.done {
+                    return Ok(body.take(limit).to_vec());
+                }
+                body.fill(scanned.saturating_add(LINE_STEP).min(limit), head_sent)?;
+            }
+        })?;
+        data.map(|d| PyBytes::new(py, &d))
+            .map_err(|f: BodyFailure| f.to_py())
+    }
+
+    /// Read all lines; `hint` is accepted and may be ignored, as PEP 3333 allows.
+    #[pyo3(signature = (hint = None))]
+    fn readlines<'py>(
+        &self,
+        py: Python<'py>,
+        hint: Option<isize>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let _ = hint;
+        let lines = PyList::empty(py);
+        loop {
+            let line = self.readline(py, None)?;
+            if line.as_bytes().is_empty() {
+                return Ok(lines);
+            }
+            lines.append(line)?;
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let line = self.readline(py, None)?;
+        Ok((!line.as_bytes().is_empty()).then_some(line))
+    }
+}

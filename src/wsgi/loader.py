@@ -1,0 +1,68 @@
+"""Find the WSGI callable named on the command line, as Gunicorn does.
+
+``MODULE`` (callable ``application``), ``MODULE:NAME``, ``MODULE:a.b`` or a
+factory call with literal arguments, ``MODULE:create_app("x", debug=True)``.
+Errors raise ``AppImportError`` with a one-line message naming the module;
+exceptions raised by the app's own import propagate unchanged so that the
+caller can show their traceback.
+"""
+
+import ast
+import importlib
+import sys
+
+
+class AppImportError(Exception):
+    """The application could not be found or is not callable."""
+
+
+def load(uri):
+    module, _, expr = uri.partition(":")
+    module = module.strip()
+    expr = expr.strip() or "application"
+    if not module:
+        raise AppImportError("no module given in %r" % uri)
+    try:
+        node = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        raise AppImportError("failed to parse %r as an attribute name or function call" % expr) from None
+
+    args, kwargs, is_call = [], {}, isinstance(node, ast.Call)
+    if is_call:
+        try:
+            args = [ast.literal_eval(a) for a in node.args]
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in node.keywords}
+        except ValueError:
+            raise AppImportError("factory arguments in %r must be literals" % expr) from None
+        node = node.func
+    path = []
+    while isinstance(node, ast.Attribute):
+        path.append(node.attr)
+        node = node.value
+    if not isinstance(node, ast.Name):
+        raise AppImportError("%r is not an attribute name or a function call" % expr)
+    path.append(node.id)
+    path.reverse()
+
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name == module or module.startswith((e.name or "") + "."):
+            raise AppImportError("no module named %r (sys.path: %s)" % (module, sys.path[:3])) from None
+        raise
+
+    obj = mod
+    for name in path:
+        try:
+            obj = getattr(obj, name)
+        except AttributeError:
+            raise AppImportError("failed to find attribute %r in %r" % (".".join(path), module)) from None
+    if is_call:
+        if not callable(obj):
+            raise AppImportError("%r in %r is not callable" % (".".join(path), module))
+        obj = obj(*args, **kwargs)
+    if obj is None:
+        raise AppImportError("%r in %r is None, not a WSGI application" % (expr, module))
+    if not callable(obj):
+        raise AppImportError("application object %r in %r must be callable" % (expr, module))
+    return obj

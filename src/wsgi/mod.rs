@@ -1,0 +1,238 @@
+//! The WSGI bridge (PEP 3333): the only module that touches Python.
+//!
+//! The worker hands it Rust values — a parsed head, the connection, the
+//! peer — and gets Rust values back: whether the connection may carry
+//! another request and the bytes already read past this one. Inside, the GIL
+//! is held only while Python runs; socket I/O releases it.
+
+mod environ;
+mod exchange;
+mod input;
+mod interpreter;
+mod response;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyModule};
+
+pub use interpreter::check_virtualenv;
+
+use crate::http::Head;
+use crate::http::response::internal_error_response;
+use crate::listeners::ListenAddr;
+use crate::worker::Peer;
+use crate::worker::stream::Stream;
+use exchange::Exchange;
+use input::{BodyFailure, Input};
+use response::Ending;
+
+/// Bytes of unread request body the worker reads and discards to keep a
+/// connection alive; a larger remainder closes the connection instead.
+const DRAIN_LIMIT: usize = 1 << 20;
+
+/// Why the app could not be made ready; `main` maps these to exit codes.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The interpreter itself could not start (worker boot failure, exit 3).
+    #[error("{0}")]
+    Interpreter(String),
+    /// The app module or callable could not be loaded (exit 4).
+    #[error("{0}")]
+    Import(String),
+}
+
+/// What the worker needs to load an app.
+#[derive(Debug, Clone)]
+pub struct AppSpec {
+    /// `MODULE[:CALLABLE]`, Gunicorn's syntax incl. factory calls.
+    pub uri: String,
+    /// `DIR/bin/python` of the virtualenv to run with, if any.
+    pub venv_python: Option<PathBuf>,
+    /// Directories to put first on `sys.path`, in order.
+    pub pythonpath: Vec<PathBuf>,
+    /// `sys.argv`.
+    pub argv: Vec<String>,
+    /// `wsgi.multithread`: more than one app thread.
+    pub multithread: bool,
+    /// `wsgi.multiprocess`: more than one worker.
+    pub multiprocess: bool,
+}
+
+/// One request for the app: the parsed head and its connection.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The parsed request head.
+    pub head: Head,
+    /// The connection, non-blocking.
+    pub stream: &'a Arc<Stream>,
+    /// Bytes already read after the head (start of the body, maybe more).
+    pub buf: Vec<u8>,
+    /// Who sent it.
+    pub peer: &'a Peer,
+    /// The listener it arrived on.
+    pub server: &'a ListenAddr,
+    /// False while the worker is stopping: answer with `Connection: close`.
+    pub may_keep_alive: bool,
+}
+
+/// How a request ended, for the connection.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The connection may carry another request.
+    pub keep_alive: bool,
+    /// Bytes read past this request: the start of the next one.
+    pub buf: Vec<u8>,
+}
+
+/// A loaded WSGI application and the per-worker environ base.
+#[derive(Debug)]
+pub struct App {
+    app: Py<PyAny>,
+    environ: environ::Base,
+}
+
+impl App {
+    /// Start the interpreter and import the app (once per worker, after fork).
+    ///
+    /// Errors: [`AppError::Interpreter`] when Python cannot start,
+    /// [`AppError::Import`] with a one-line message naming the app and the
+    /// Python exception; the import's traceback is logged first when it
+    /// points into the app's own code.
+    pub fn load(spec: &AppSpec) -> Result<App, AppError> {
+        interpreter::init(spec.venv_python.as_deref(), &spec.argv).map_err(AppError::Interpreter)?;
+        Python::attach(|py| {
+            let boot = |e: PyErr| AppError::Interpreter(format!("setting up Python: {e}"));
+            let sys_path = py.import("sys").and_then(|s| s.getattr("path")).map_err(boot)?;
+            let sys_path = sys_path.cast::<PyList>().map_err(|e| boot(e.into()))?;
+            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+            let front = spec.pythonpath.iter().map(|p| cwd.join(p)).chain([cwd.clone()]);
+            for (i, dir) in front.enumerate() {
+                sys_path.insert(i, dir.to_string_lossy()).map_err(boot)?;
+            }
+            let loader = PyModule::from_code(
+                py,
+                pyo3::ffi::c_str!(include_str!("loader.py")),
+                c"ferrocorn/loader.py",
+                c"_ferrocorn_loader",
+            )
+            .map_err(boot)?;
+            let app = loader.call_method1("load", (spec.uri.as_str(),)).map_err(|e| {
+                let is_ours = e
+                    .get_type(py)
+                    .name()
+                    .is_ok_and(|n| n.to_string() == "AppImportError");
+                if !is_ours {
+                    tracing::error!("{}", format_exception(py, &e).trim_end());
+                }
+                AppError::Import(format!(
+                    "failed to load the app {:?}: {}",
+                    spec.uri,
+                    exception_line(py, &e)
+                ))
+            })?;
+            let environ =
+                environ::Base::new(py, spec.multithread, spec.multiprocess).map_err(boot)?;
+            Ok(App {
+                app: app.unbind(),
+                environ,
+            })
+        })
+    }
+
+    /// Run one request through the app and send its response.
+    pub fn handle(&self, mut req: Request<'_>) -> Outcome {
+        // The body reader owns the bytes read past the head.
+        let raw = std::mem::take(&mut req.buf);
+        let (head, stream) = (&req.head, req.stream);
+        let ex = Arc::new(Exchange::new(head, Arc::clone(stream), raw, req.may_keep_alive));
+        let ending = Python::attach(|py| {
+            let (ending, err) = match Bound::new(py, Input { ex: Arc::clone(&ex) })
+                .and_then(|input| self.environ.build(py, &req, input))
+            {
+                Ok(environ) => response::run(py, self.app.bind(py), environ.into_any(), &ex),
+                Err(e) => (Ending::FailedBeforeHead, Some(e)),
+            };
+            if let Some(err) = err {
+                self.log_app_error(py, head, &ex, &err);
+            }
+            ending
+        });
+
+        let mut body = ex.input.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let mut w = ex.output.lock().unwrap_or_else(|p| p.into_inner());
+        let mut keep_alive = match ending {
+            Ending::Complete => w.reusable(),
+            Ending::Aborted => false,
+            Ending::FailedBeforeHead => {
+                let malformed = body.as_ref().and_then(|b| match &b.failure {
+                    Some(BodyFailure::Malformed(e)) => Some(e.clone()),
+                    _ => None,
+                });
+                let bytes = match &malformed {
+                    Some(e) => crate::http::error_response(e),
+                    None => internal_error_response(),
+                };
+                let _ = stream.write_all(&bytes);
+                false
+            }
+        };
+        w.detach();
+        let mut buf = Vec::new();
+        if let (true, Some(b)) = (keep_alive, body.as_mut()) {
+            if b.drain(DRAIN_LIMIT) {
+                buf = b.take_leftover();
+            } else {
+                keep_alive = false;
+            }
+        }
+        Outcome { keep_alive, buf }
+    }
+
+    fn log_app_error(&self, py: Python<'_>, head: &Head, ex: &Exchange, err: &PyErr) {
+        let client_fault = ex
+            .input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|b| b.failure.is_some());
+        match client_fault {
+            // A malformed body or a vanished client, not an app bug: no traceback.
+            true => tracing::debug!(
+                "request {} {} ended early: {}",
+                head.method,
+                head.target,
+                exception_line(py, err)
+            ),
+            false => tracing::error!(
+                "Error handling request {} {}\n{}",
+                head.method,
+                head.target,
+                format_exception(py, err).trim_end()
+            ),
+        }
+    }
+}
+
+/// `Type: message` of a Python exception, on one line.
+fn exception_line(py: Python<'_>, err: &PyErr) -> String {
+    let ty = err
+        .get_type(py)
+        .name()
+        .map_or_else(|_| "Exception".to_string(), |n| n.to_string());
+    let msg = err.value(py).str().map_or_else(|_| String::new(), |s| s.to_string());
+    if msg.is_empty() {
+        ty
+    } else {
+        format!("{ty}: {}", msg.replace('\n', " "))
+    }
+}
+
+/// The full traceback of a Python exception, as `traceback.format_exception`.
+fn format_exception(py: Python<'_>, err: &PyErr) -> String {
+    py.import("traceback")
+        .and_then(|tb| tb.call_method1("format_exception", (err.value(py),)))
+        .and_then(|lines| lines.extract::<Vec<String>>())
+        .map_or_else(|_| exception_line(py, err), |lines| lines.concat())
+}

@@ -1,0 +1,296 @@
+//! Calling the app and sending what it returns (PEP 3333, "The
+//! start_response() Callable", "Buffering and Streaming", "Optional
+//! Platform-Specific File Handling").
+//!
+//! Invariants: the iterable's `close()` is called exactly once whenever the
+//! app returned one — after success, after an error and after the client
+//! went away; socket writes release the GIL; an app error before the head
+//! is out becomes a 500, after it a closed connection.
+
+use std::os::fd::BorrowedFd;
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use super::exchange::{Exchange, ResponseWriter, Started};
+
+/// How an exchange ended, as far as the worker needs to know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// The response went out in full.
+    Complete,
+    /// The app failed before its head went out: the caller answers 500.
+    FailedBeforeHead,
+    /// The app failed mid-body, or the client went away: close the connection.
+    Aborted,
+}
+
+/// The `start_response` callable handed to the app.
+#[pyclass(module = "ferrocorn", name = "StartResponse")]
+pub(crate) struct StartResponse {
+    pub(crate) ex: Arc<Exchange>,
+}
+
+#[pymethods]
+impl StartResponse {
+    /// `start_response(status, response_headers, exc_info=None) -> write`.
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Write> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        let mut w = self.ex.output.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(exc_info) = exc_info {
+            if w.head_sent() {
+                // PEP 3333: re-raise the original exception once headers are out.
+                let exc = exc_info.get_item(1)?;
+                return Err(PyErr::from_value(exc));
+            }
+        } else if w.started.is_some() {
+            return Err(PyRuntimeError::new_err(
+                "start_response() called a second time without exc_info",
+            ));
+        }
+        let status: String = status
+            .extract()
+            .map_err(|_| PyTypeError::new_err("status must be a str, like \"200 OK\""))?;
+        let fields: Vec<(String, String)> = headers.extract().map_err(|_| {
+            PyTypeError::new_err("response headers must be a list of (str, str) tuples")
+        })?;
+        let started = Started::new(status, fields).map_err(PyValueError::new_err)?;
+        w.started = Some(started);
+        drop(w);
+        let _ = py;
+        Ok(Write {
+            ex: Arc::clone(&self.ex),
+        })
+    }
+}
+
+/// The `write(data)` callable returned by `start_response` (for legacy apps).
+#[pyclass(module = "ferrocorn", name = "Write")]
+pub(crate) struct Write {
+    ex: Arc<Exchange>,
+}
+
+#[pymethods]
+impl Write {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err("write() argument must be bytes"))?;
+        send_chunk(py, &self.ex, data, None)
+            .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("client connection: {e}")))
+    }
+}
+
+/// `wsgi.file_wrapper(filelike, blksize=8192)`: an iterable over the file's
+/// blocks that the server recognises and sends with sendfile(2) when the
+/// file has a real descriptor.
+#[pyclass(module = "ferrocorn", name = "FileWrapper")]
+pub(crate) struct FileWrapper {
+    filelike: Py<PyAny>,
+    blksize: usize,
+}
+
+#[pymethods]
+impl FileWrapper {
+    #[new]
+    #[pyo3(signature = (filelike, blksize = 8192))]
+    fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
+        FileWrapper {
+            filelike,
+            blksize: blksize.max(1),
+        }
+    }
+
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let block = self.filelike.bind(py).call_method1("read", (self.blksize,))?;
+        Ok((block.len()? > 0).then_some(block))
+    }
+
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let f = self.filelike.bind(py);
+        if f.hasattr("close")? {
+            f.call_method0("close")?;
+        }
+        Ok(())
+    }
+}
+
+/// Send one chunk with the GIL released.
+fn send_chunk(
+    py: Python<'_>,
+    ex: &Exchange,
+    data: &Bound<'_, PyBytes>,
+    total: Option<u64>,
+) -> std::io::Result<()> {
+    let bytes: PyBackedBytes = data.clone().into();
+    let mut guard = ex.output.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.started.is_none() {
+        return Err(std::io::Error::other(
+            "the app produced body data before calling start_response()",
+        ));
+    }
+    let w: &mut ResponseWriter = &mut guard;
+    py.detach(|| ex.send(w, &bytes, total))
+}
+
+/// Call `app(environ, start_response)` and send the result.
+///
+/// Errors from the app are returned for the caller to log, along with how
+/// the exchange ended.
+pub(crate) fn run(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    environ: Bound<'_, PyAny>,
+    ex: &Arc<Exchange>,
+) -> (Ending, Option<PyErr>) {
+    let start_response = match Bound::new(py, StartResponse { ex: Arc::clone(ex) }) {
+        Ok(s) => s,
+        Err(e) => return (Ending::FailedBeforeHead, Some(e)),
+    };
+    let iterable = match app.call1((environ, start_response)) {
+        Ok(it) => it,
+        Err(e) => return (failed(ex), Some(e)),
+    };
+    let result = send_iterable(py, &iterable, ex);
+    let close_err = match iterable.getattr(pyo3::intern!(py, "close")) {
+        Ok(close) => close.call0().err(),
+        Err(_) => None,
+    };
+    match (result, close_err) {
+        (Ok(ending), None) => (ending, None),
+        (Ok(_), Some(e)) => (failed(ex), Some(e)),
+        (Err(e), _) => (failed(ex), Some(e)),
+    }
+}
+
+fn failed(ex: &Exchange) -> Ending {
+    let w = ex.output.lock().unwrap_or_else(|p| p.into_inner());
+    if w.head_sent() {
+        Ending::Aborted
+    } else {
+        Ending::FailedBeforeHead
+    }
+}
+
+fn send_iterable(
+    py: Python<'_>,
+    iterable: &Bound<'_, PyAny>,
+    ex: &Arc<Exchange>,
+) -> PyResult<Ending> {
+    if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
+        if let Some(ending) = try_sendfile(py, &wrapper.borrow(), ex)? {
+            return Ok(ending);
+        }
+    }
+    // PEP 3333 lets the server compute Content-Length for a one-item list.
+    let total = one_item_length(iterable);
+    for item in iterable.try_iter()? {
+        let item = item?;
+        let chunk = item.cast::<PyBytes>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "the response iterable must yield bytes, not {}",
+                item.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+            ))
+        })?;
+        if chunk.as_bytes().is_empty() {
+            continue;
+        }
+        if send_chunk(py, ex, chunk, total).is_err() {
+            return Ok(Ending::Aborted);
+        }
+    }
+    finish(py, ex)
+}
+
+fn finish(py: Python<'_>, ex: &Exchange) -> PyResult<Ending> {
+    let mut guard = ex.output.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.started.is_none() {
+        return Err(PyRuntimeError::new_err(
+            "the app returned without calling start_response()",
+        ));
+    }
+    let w: &mut ResponseWriter = &mut guard;
+    Ok(match py.detach(|| ex.finish(w)) {
+        Ok(()) => Ending::Complete,
+        Err(_) => Ending::Aborted,
+    })
+}
+
+fn one_item_length(iterable: &Bound<'_, PyAny>) -> Option<u64> {
+    let item = if let Ok(list) = iterable.cast::<PyList>() {
+        (list.len() == 1).then(|| list.get_item(0).ok())??
+    } else if let Ok(tuple) = iterable.cast::<PyTuple>() {
+        (tuple.len() == 1).then(|| tuple.get_item(0).ok())??
+    } else {
+        return None;
+    };
+    item.cast::<PyBytes>()
+        .ok()
+        .map(|b| b.as_bytes().len() as u64)
+}
+
+/// Send a `wsgi.file_wrapper` with sendfile(2) when its file has a descriptor
+/// of a regular file; `None` means "iterate it instead".
+fn try_sendfile(
+    py: Python<'_>,
+    wrapper: &FileWrapper,
+    ex: &Arc<Exchange>,
+) -> PyResult<Option<Ending>> {
+    let filelike = wrapper.filelike.bind(py);
+    let Ok(fd) = filelike
+        .call_method0(pyo3::intern!(py, "fileno"))
+        .and_then(|f| f.extract::<i32>())
+    else {
+        return Ok(None);
+    };
+    // Python-level buffering may have read ahead: flush our view to the fd's offset.
+    let offset: i64 = match filelike.call_method0(pyo3::intern!(py, "tell")) {
+        Ok(pos) => pos.extract()?,
+        Err(_) => return Ok(None),
+    };
+    // SAFETY: the fd belongs to `filelike`, which we hold a reference to for
+    // the whole call, so it stays open; it is only fstat'ed and read.
+    let file = unsafe { BorrowedFd::borrow_raw(fd) };
+    let Ok(stat) = nix::sys::stat::fstat(file) else {
+        return Ok(None);
+    };
+    if stat.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(None);
+    }
+    let mut guard = ex.output.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(started) = &guard.started else {
+        return Err(PyRuntimeError::new_err(
+            "the app returned a file_wrapper without calling start_response()",
+        ));
+    };
+    let available = (stat.st_size - offset).max(0) as u64;
+    let len = started.length.map_or(available, |n| n.min(available));
+    let w: &mut ResponseWriter = &mut guard;
+    let sent = py.detach(|| -> std::io::Result<()> {
+        ex.send(w, b"", Some(len))?;
+        if w.body_allowed() {
+            let stream = Arc::clone(w.stream().ok_or(std::io::ErrorKind::NotConnected)?);
+            let n = stream.sendfile(file, offset, len)?;
+            w.count_sent(n);
+        }
+        ex.finish(w)
+    });
+    Ok(Some(match sent {
+        Ok(_) => Ending::Complete,
+        Err(_) => Ending::Aborted,
+    }))
+}
