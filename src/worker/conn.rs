@@ -69,6 +69,7 @@ pub(crate) fn serve(ctx: &ServeCtx, conn: &mut Conn, mut head: Head) -> bool {
             buf: std::mem::take(&mut conn.buf),
             peer: &conn.peer,
             server: &ctx.listen_addrs[conn.listener],
+            limits: &ctx.limits,
             may_keep_alive: !ctx.stopping.load(Ordering::Relaxed),
         });
         if !outcome.keep_alive {

@@ -18,7 +18,7 @@ use crate::http::response::{
     Framing, HeadSpec, LAST_CHUNK, chunk_size_line, is_bodyless, is_hop_by_hop,
     is_valid_field_name, is_valid_field_value, status_code, write_head,
 };
-use crate::http::{Head, Version};
+use crate::http::{Head, Limits, Version};
 use crate::worker::stream::Stream;
 
 /// What `start_response` recorded (PEP 3333, "The start_response() Callable").
@@ -110,12 +110,19 @@ pub(crate) struct Exchange {
 }
 
 impl Exchange {
-    pub(crate) fn new(head: &Head, stream: Arc<Stream>, raw: Vec<u8>, may_keep_alive: bool) -> Self {
+    pub(crate) fn new(
+        head: &Head,
+        limits: &Limits,
+        stream: Arc<Stream>,
+        raw: Vec<u8>,
+        may_keep_alive: bool,
+    ) -> Self {
         Exchange {
             input: Mutex::new(Some(BodyReader::new(
                 Arc::clone(&stream),
                 raw,
                 head.body,
+                limits,
                 head.expect_continue,
             ))),
             output: Mutex::new(ResponseWriter {

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use super::exchange::Exchange;
-use crate::http::{BodyKind, ChunkedDecoder, Decoded, LengthDecoder, ParseError};
+use crate::http::{BodyDecoder, BodyKind, Decoded, Limits, ParseError};
 use crate::worker::stream::Stream;
 
 /// Bytes read from the socket per syscall while a body is streamed.
@@ -45,12 +45,6 @@ impl BodyFailure {
     }
 }
 
-#[derive(Debug)]
-enum Decoder {
-    Length(LengthDecoder),
-    Chunked(ChunkedDecoder),
-}
-
 /// The request-body state shared by the `Input` object and the worker.
 #[derive(Debug)]
 pub(crate) struct BodyReader {
@@ -58,8 +52,11 @@ pub(crate) struct BodyReader {
     /// Bytes from the socket not yet decoded, from `raw_pos` on.
     raw: Vec<u8>,
     raw_pos: usize,
-    decoder: Option<Decoder>,
+    /// `None` for a request without a body.
+    decoder: Option<BodyDecoder>,
     done: bool,
+    /// The client closed its side; the connection cannot carry another request.
+    eof: bool,
     /// Decoded body bytes not yet given to the app, from `decoded_pos` on.
     decoded: Vec<u8>,
     decoded_pos: usize,
@@ -73,18 +70,19 @@ impl BodyReader {
         stream: Arc<Stream>,
         raw: Vec<u8>,
         kind: BodyKind,
+        limits: &Limits,
         expect_continue: bool,
     ) -> BodyReader {
         let decoder = match kind {
             BodyKind::Empty | BodyKind::Length(0) => None,
-            BodyKind::Length(n) => Some(Decoder::Length(LengthDecoder::new(n))),
-            BodyKind::Chunked => Some(Decoder::Chunked(ChunkedDecoder::new())),
+            kind => Some(BodyDecoder::new(kind, limits)),
         };
         BodyReader {
             stream,
             raw,
             raw_pos: 0,
             done: decoder.is_none(),
+            eof: false,
             continue_pending: expect_continue && decoder.is_some(),
             decoder,
             decoded: Vec::new(),
@@ -126,8 +124,7 @@ impl BodyReader {
                 let max = want - self.available();
                 let input = &self.raw[self.raw_pos..];
                 let Decoded { consumed, done } = match &mut self.decoder {
-                    Some(Decoder::Length(d)) => d.decode(input, &mut self.decoded, max),
-                    Some(Decoder::Chunked(d)) => d.decode(input, &mut self.decoded, max),
+                    Some(d) => d.decode(input, &mut self.decoded, max),
                     None => Ok(Decoded {
                         consumed: 0,
                         done: true,
@@ -156,7 +153,15 @@ impl BodyReader {
                 .map_err(|e| BodyFailure::Io(e.kind()))?;
         }
         match self.stream.read_into(&mut self.raw, READ_SIZE) {
-            Ok(0) => Err(BodyFailure::Io(io::ErrorKind::UnexpectedEof)),
+            Ok(0) => {
+                // Gunicorn's rule: a Content-Length body cut short just ends
+                // (the app sees what arrived); a chunked one is malformed.
+                self.eof = true;
+                let at_eof = self.decoder.as_ref().map_or(Ok(()), BodyDecoder::at_eof);
+                at_eof.map_err(BodyFailure::Malformed)?;
+                self.done = true;
+                Ok(())
+            }
             Ok(_) => Ok(()),
             Err(e) => Err(BodyFailure::Io(e.kind())),
         }
@@ -177,6 +182,9 @@ impl BodyReader {
         if self.continue_pending {
             return self.done;
         }
+        if self.eof {
+            return false;
+        }
         let mut discarded = 0;
         while !self.done && discarded <= limit {
             if self.fill(LINE_STEP, true).is_err() {
@@ -185,7 +193,7 @@ impl BodyReader {
             discarded += self.available();
             self.decoded_pos = self.decoded.len();
         }
-        self.done
+        self.done && !self.eof
     }
 
     /// The bytes after this request's body: the start of the next request.

@@ -9,7 +9,6 @@ caller can show their traceback.
 
 import ast
 import importlib
-import sys
 
 
 class AppImportError(Exception):
@@ -47,8 +46,9 @@ def load(uri):
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as e:
+        # The app's module itself is missing: no traceback is needed to see why.
         if e.name == module or module.startswith((e.name or "") + "."):
-            raise AppImportError("no module named %r (sys.path: %s)" % (module, sys.path[:3])) from None
+            raise AppImportError("ModuleNotFoundError: %s" % e) from None
         raise
 
     obj = mod

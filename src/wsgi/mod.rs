@@ -19,7 +19,7 @@ use pyo3::types::{PyList, PyModule};
 
 pub use interpreter::check_virtualenv;
 
-use crate::http::Head;
+use crate::http::{Head, Limits};
 use crate::http::response::internal_error_response;
 use crate::listeners::ListenAddr;
 use crate::worker::Peer;
@@ -73,6 +73,8 @@ pub struct Request<'a> {
     pub peer: &'a Peer,
     /// The listener it arrived on.
     pub server: &'a ListenAddr,
+    /// Limits for the body's chunk lines and trailers.
+    pub limits: &'a Limits,
     /// False while the worker is stopping: answer with `Connection: close`.
     pub may_keep_alive: bool,
 }
@@ -119,18 +121,17 @@ impl App {
             )
             .map_err(boot)?;
             let app = loader.call_method1("load", (spec.uri.as_str(),)).map_err(|e| {
-                let is_ours = e
-                    .get_type(py)
-                    .name()
-                    .is_ok_and(|n| n.to_string() == "AppImportError");
-                if !is_ours {
+                let not_found = loader
+                    .getattr("AppImportError")
+                    .is_ok_and(|t| e.get_type(py).is(&t));
+                let reason = if not_found {
+                    e.value(py).to_string()
+                } else {
+                    // The app's own import raised: its traceback says where.
                     tracing::error!("{}", format_exception(py, &e).trim_end());
-                }
-                AppError::Import(format!(
-                    "failed to load the app {:?}: {}",
-                    spec.uri,
                     exception_line(py, &e)
-                ))
+                };
+                AppError::Import(format!("failed to load the app {:?}: {reason}", spec.uri))
             })?;
             let environ =
                 environ::Base::new(py, spec.multithread, spec.multiprocess).map_err(boot)?;
@@ -146,7 +147,13 @@ impl App {
         // The body reader owns the bytes read past the head.
         let raw = std::mem::take(&mut req.buf);
         let (head, stream) = (&req.head, req.stream);
-        let ex = Arc::new(Exchange::new(head, Arc::clone(stream), raw, req.may_keep_alive));
+        let ex = Arc::new(Exchange::new(
+            head,
+            req.limits,
+            Arc::clone(stream),
+            raw,
+            req.may_keep_alive,
+        ));
         let ending = Python::attach(|py| {
             let (ending, err) = match Bound::new(py, Input { ex: Arc::clone(&ex) })
                 .and_then(|input| self.environ.build(py, &req, input))

@@ -1,0 +1,77 @@
+//! ferrocorn: a pre-fork WSGI HTTP server for UNIX, native to systemd.
+//!
+//! `main` goes command line → settings → logging → listeners → master;
+//! every failure becomes a message naming what was wrong and an exit status
+//! from the contract in [`master::exit`]. The modules follow the process
+//! model (DESIGN §8); only [`wsgi`] touches Python and only [`http`] knows
+//! the wire format.
+
+pub mod config;
+pub mod http;
+pub mod listeners;
+pub mod logging;
+pub mod master;
+pub mod signals;
+pub mod worker;
+pub mod wsgi;
+
+
+use config::Settings;
+use master::exit;
+
+/// Run ferrocorn with this process's command line; returns the exit status.
+pub fn main() -> i32 {
+    let settings = match Settings::from_args(std::env::args_os()) {
+        Ok(Ok(settings)) => settings,
+        Ok(Err(e)) => {
+            eprintln!("ferrocorn: configuration error: {e}");
+            return exit::CONFIG;
+        }
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::CONFIG } else { exit::OK };
+        }
+    };
+    logging::init(settings.log_level);
+
+    if let Some(dir) = &settings.chdir {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            tracing::error!("chdir: cannot change to {}: {e}", dir.display());
+            return exit::CONFIG;
+        }
+    }
+    if let Some(venv) = &settings.virtualenv {
+        if let Err(e) = wsgi::check_virtualenv(venv) {
+            tracing::error!("virtualenv: {e}");
+            return exit::CONFIG;
+        }
+    }
+    for (key, value) in &settings.raw_env {
+        // SAFETY: the process is single-threaded here (no worker forked, no
+        // thread started), so nothing reads the environment concurrently.
+        unsafe { std::env::set_var(key, value) };
+    }
+
+    let listeners = match listeners::open(&settings.bind, settings.backlog) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::FAILURE;
+        }
+    };
+    // SAFETY: still single-threaded; workers must not see systemd's socket
+    // names (listenfd already removed LISTEN_FDS and LISTEN_PID).
+    unsafe { std::env::remove_var("LISTEN_FDNAMES") };
+
+    tracing::info!("Starting ferrocorn {}", env!("CARGO_PKG_VERSION"));
+    for l in &listeners {
+        tracing::info!("Listening at: {} ({})", l.addr, std::process::id());
+    }
+    let mode = if settings.threads > 1 { "threads" } else { "inline" };
+    tracing::info!(
+        "Using worker: {mode} ({} worker(s) × {} thread(s))",
+        settings.workers,
+        settings.threads
+    );
+    master::run(settings, listeners)
+}
