@@ -40,11 +40,19 @@ pub fn main() -> i32 {
             return exit::CONFIG;
         }
     }
+    // --virtualenv or VIRTUAL_ENV, else the venv the app directory is in or beside.
+    let mut settings = settings;
+    if settings.virtualenv.is_none() {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        let mut dirs = settings.pythonpath.iter().map(|p| cwd.join(p)).chain([cwd.clone()]);
+        settings.virtualenv = dirs.find_map(|d| wsgi::find_virtualenv(&d));
+    }
     if let Some(venv) = &settings.virtualenv {
         if let Err(e) = wsgi::check_virtualenv(venv) {
             tracing::error!("virtualenv: {e}");
             return exit::CONFIG;
         }
+        tracing::info!("Using virtualenv: {}", venv.display());
     }
     for (key, value) in &settings.raw_env {
         // SAFETY: the process is single-threaded here (no worker forked, no

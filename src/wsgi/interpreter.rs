@@ -55,6 +55,18 @@ pub fn check_virtualenv(dir: &Path) -> Result<PathBuf, String> {
     Ok(python)
 }
 
+/// The virtualenv an app directory lives in or beside (DESIGN §4): the
+/// nearest of `dir` and its ancestors that either is a virtualenv (has
+/// `pyvenv.cfg`) or holds one at `.venv/`, the layout of venv, uv and
+/// poetry projects.
+pub fn find_virtualenv(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().find_map(|d| {
+        [d.to_path_buf(), d.join(".venv")]
+            .into_iter()
+            .find(|c| c.join("pyvenv.cfg").is_file())
+    })
+}
+
 /// Initialise the interpreter for this process and release the GIL.
 ///
 /// `venv_python` is `DIR/bin/python` of a checked virtualenv; `argv` becomes

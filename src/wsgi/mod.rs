@@ -17,7 +17,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyModule};
 
-pub use interpreter::check_virtualenv;
+pub use interpreter::{check_virtualenv, find_virtualenv};
 
 use crate::http::{Head, Limits};
 use crate::http::response::internal_error_response;
