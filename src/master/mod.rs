@@ -51,11 +51,15 @@ const SIGNALS: [Signal; 10] = [
 
 /// How long a quick stop (INT/QUIT) waits before SIGKILL.
 const QUICK_STOP: Duration = Duration::from_secs(2);
+/// A worker that dies sooner than this after its fork is crashing at boot:
+/// its replacement waits as long, so a crash loop cannot spin the CPU.
+const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Worker {
     /// Replaced by HUP or removed by TTOU: TERM was sent, do not count it.
     retiring: bool,
+    started: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +78,8 @@ struct Master {
     state: State,
     exit_code: i32,
     pidfile: Option<PathBuf>,
+    /// No spawning before this instant (see `RESPAWN_BACKOFF`).
+    respawn_at: Instant,
 }
 
 /// Block every signal around fork, so none reaches a child before it has
@@ -114,6 +120,7 @@ pub fn run(settings: Settings, listeners: Vec<Listener>) -> i32 {
         state: State::Running,
         exit_code: exit::OK,
         pidfile,
+        respawn_at: Instant::now(),
     };
     master.run_loop();
     master.cleanup();
@@ -170,12 +177,10 @@ impl Master {
                 self.wanted += 1;
                 tracing::info!("Handling signal: ttin; workers: {}", self.wanted);
             }
-            Signal::SIGTTOU => {
-                if self.wanted > 1 {
-                    self.wanted -= 1;
-                    tracing::info!("Handling signal: ttou; workers: {}", self.wanted);
-                    self.retire(1);
-                }
+            Signal::SIGTTOU if self.wanted > 1 => {
+                self.wanted -= 1;
+                tracing::info!("Handling signal: ttou; workers: {}", self.wanted);
+                self.retire(1);
             }
             _ => {}
         }
@@ -248,6 +253,10 @@ impl Master {
                 continue;
             };
             let stopping = matches!(self.state, State::Stopping { .. }) || worker.retiring;
+            let crashed = !matches!(status, WaitStatus::Exited(_, exit::OK));
+            if crashed && !stopping && worker.started.elapsed() < RESPAWN_BACKOFF {
+                self.respawn_at = Instant::now() + RESPAWN_BACKOFF;
+            }
             match status {
                 WaitStatus::Exited(_, exit::OK) => {
                     tracing::info!("Worker exited (pid: {pid})");
@@ -286,11 +295,18 @@ impl Master {
     }
 
     fn spawn_missing(&mut self) {
+        if Instant::now() < self.respawn_at {
+            return;
+        }
         let serving = self.workers.values().filter(|w| !w.retiring).count();
         for _ in serving..self.wanted {
             match spawn::fork_worker(self) {
                 Ok(pid) => {
-                    self.workers.insert(pid, Worker { retiring: false });
+                    let worker = Worker {
+                        retiring: false,
+                        started: Instant::now(),
+                    };
+                    self.workers.insert(pid, worker);
                 }
                 Err(e) => {
                     tracing::error!("cannot fork a worker: {e}");
