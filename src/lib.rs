@@ -15,7 +15,6 @@ pub mod signals;
 pub mod worker;
 pub mod wsgi;
 
-
 use config::Settings;
 use master::exit;
 
@@ -29,7 +28,11 @@ pub fn main() -> i32 {
         }
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::CONFIG } else { exit::OK };
+            return if e.use_stderr() {
+                exit::CONFIG
+            } else {
+                exit::OK
+            };
         }
     };
     logging::init(settings.log_level);
@@ -44,7 +47,11 @@ pub fn main() -> i32 {
     let mut settings = settings;
     if settings.virtualenv.is_none() {
         let cwd = std::env::current_dir().unwrap_or_default();
-        let mut dirs = settings.pythonpath.iter().map(|p| cwd.join(p)).chain([cwd.clone()]);
+        let mut dirs = settings
+            .pythonpath
+            .iter()
+            .map(|p| cwd.join(p))
+            .chain([cwd.clone()]);
         settings.virtualenv = dirs.find_map(|d| wsgi::find_virtualenv(&d));
     }
     if let Some(venv) = &settings.virtualenv {
@@ -75,7 +82,11 @@ pub fn main() -> i32 {
     for l in &listeners {
         tracing::info!("Listening at: {} ({})", l.addr, std::process::id());
     }
-    let mode = if settings.threads > 1 { "threads" } else { "inline" };
+    let mode = if settings.threads > 1 {
+        "threads"
+    } else {
+        "inline"
+    };
     tracing::info!(
         "Using worker: {mode} ({} worker(s) × {} thread(s))",
         settings.workers,

@@ -31,7 +31,10 @@ impl FromStr for Bind {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Bind, String> {
-        if let Some(path) = s.strip_prefix("unix://").or_else(|| s.strip_prefix("unix:")) {
+        if let Some(path) = s
+            .strip_prefix("unix://")
+            .or_else(|| s.strip_prefix("unix:"))
+        {
             if path.is_empty() {
                 return Err("unix: needs a socket path".into());
             }
@@ -61,7 +64,9 @@ impl FromStr for Bind {
         };
         let port = match port {
             None => 8000,
-            Some(p) => p.parse().map_err(|_| format!("{p:?} is not a port number"))?,
+            Some(p) => p
+                .parse()
+                .map_err(|_| format!("{p:?} is not a port number"))?,
         };
         let host = if host.is_empty() { "0.0.0.0" } else { host };
         Ok(Bind::Tcp {
@@ -146,7 +151,9 @@ impl Listener {
         } else {
             return Err(bad("neither TCP nor a UNIX socket".into()));
         };
-        socket.set_nonblocking(true).map_err(|e| bad(e.to_string()))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| bad(e.to_string()))?;
         socket.set_cloexec(true).map_err(|e| bad(e.to_string()))?;
         Ok(Listener {
             socket,
@@ -229,7 +236,11 @@ fn bind(b: &Bind, backlog: i32) -> Result<Listener, ListenError> {
             socket.bind(&addr.into()).map_err(err)?;
             socket.listen(backlog).map_err(err)?;
             socket.set_nonblocking(true).map_err(err)?;
-            let local = socket.local_addr().ok().and_then(|a| a.as_socket()).unwrap_or(addr);
+            let local = socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_socket())
+                .unwrap_or(addr);
             Ok(Listener {
                 socket,
                 addr: ListenAddr::Tcp(local),
@@ -256,7 +267,9 @@ fn bind_unix(path: &Path, backlog: i32) -> Result<Listener, ListenError> {
         std::fs::remove_file(path).map_err(err)?;
     }
     let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None).map_err(err)?;
-    socket.bind(&SockAddr::unix(path).map_err(err)?).map_err(err)?;
+    socket
+        .bind(&SockAddr::unix(path).map_err(err)?)
+        .map_err(err)?;
     socket.listen(backlog).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
     Ok(Listener {
@@ -284,8 +297,14 @@ mod tests {
         assert_eq!("[::1]:8001".parse(), Ok(tcp("::1", 8001)));
         assert_eq!("[::1]".parse(), Ok(tcp("::1", 8000)));
         assert_eq!(":8002".parse(), Ok(tcp("0.0.0.0", 8002)));
-        assert_eq!("unix:/run/a.sock".parse(), Ok(Bind::Unix("/run/a.sock".into())));
-        assert_eq!("unix:///run/a.sock".parse(), Ok(Bind::Unix("/run/a.sock".into())));
+        assert_eq!(
+            "unix:/run/a.sock".parse(),
+            Ok(Bind::Unix("/run/a.sock".into()))
+        );
+        assert_eq!(
+            "unix:///run/a.sock".parse(),
+            Ok(Bind::Unix("/run/a.sock".into()))
+        );
         assert_eq!("fd://3".parse(), Ok(Bind::Fd(3)));
     }
 
@@ -303,13 +322,19 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
         let first = bind_unix(&path, 8).unwrap();
-        assert!(matches!(bind_unix(&path, 8), Err(ListenError::UnixInUse(_))));
+        assert!(matches!(
+            bind_unix(&path, 8),
+            Err(ListenError::UnixInUse(_))
+        ));
         drop(first); // closed but the file stays: stale
         let again = bind_unix(&path, 8).unwrap();
         again.remove_created_path();
         assert!(!path.exists());
         std::fs::write(&path, b"x").unwrap();
-        assert!(matches!(bind_unix(&path, 8), Err(ListenError::NotASocket(_))));
+        assert!(matches!(
+            bind_unix(&path, 8),
+            Err(ListenError::NotASocket(_))
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -46,7 +46,10 @@ where
             Level::TRACE => "TRACE",
         };
         write!(w, "[{}] [{}] [{level}] ", utc_now(), std::process::id())?;
-        let mut visitor = Line { w: &mut w, result: Ok(()) };
+        let mut visitor = Line {
+            w: &mut w,
+            result: Ok(()),
+        };
         event.record(&mut visitor);
         visitor.result?;
         writeln!(w)
@@ -63,7 +66,9 @@ impl Visit for Line<'_, '_> {
         if field.name() == "message" {
             self.result = self.result.and_then(|()| self.w.write_str(value));
         } else {
-            self.result = self.result.and_then(|()| write!(self.w, " {}={value:?}", field.name()));
+            self.result = self
+                .result
+                .and_then(|()| write!(self.w, " {}={value:?}", field.name()));
         }
     }
 
@@ -71,16 +76,17 @@ impl Visit for Line<'_, '_> {
         if field.name() == "message" {
             self.result = self.result.and_then(|()| write!(self.w, "{value:?}"));
         } else {
-            self.result = self.result.and_then(|()| write!(self.w, " {}={value:?}", field.name()));
+            self.result = self
+                .result
+                .and_then(|()| write!(self.w, " {}={value:?}", field.name()));
         }
     }
 }
 
 /// `YYYY-MM-DD HH:MM:SS +0000`, Gunicorn's timestamp, in UTC.
 fn utc_now() -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day] [hour]:[minute]:[second] +0000"
-    );
+    let format =
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second] +0000");
     time::OffsetDateTime::now_utc()
         .format(format)
         .unwrap_or_default()

@@ -194,7 +194,10 @@ impl Settings {
         };
         let bind = bind
             .iter()
-            .map(|b| b.parse::<Bind>().map_err(|e| bad("bind", format!("{b:?}: {e}"))))
+            .map(|b| {
+                b.parse::<Bind>()
+                    .map_err(|e| bad("bind", format!("{b:?}: {e}")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let request_line = match cli.limit_request_line {
             0 => MAX_REQUEST_LINE,
@@ -203,7 +206,10 @@ impl Settings {
         if cli.limit_request_fields > MAX_HEADERS {
             return Err(bad(
                 "limit_request_fields",
-                format!("{} is above the maximum {MAX_HEADERS}", cli.limit_request_fields),
+                format!(
+                    "{} is above the maximum {MAX_HEADERS}",
+                    cli.limit_request_fields
+                ),
             ));
         }
         let raw_env = cli
@@ -287,9 +293,15 @@ mod tests {
     #[test]
     fn bad_values_name_the_setting() {
         assert_eq!(parse(&["-w", "0", "app"]).unwrap_err().setting, "workers");
-        assert_eq!(parse(&["-e", "NOEQUALS", "app"]).unwrap_err().setting, "raw_env");
+        assert_eq!(
+            parse(&["-e", "NOEQUALS", "app"]).unwrap_err().setting,
+            "raw_env"
+        );
         assert_eq!(parse(&["-b", "unix:", "app"]).unwrap_err().setting, "bind");
-        assert_eq!(parse(&["--log-level", "loud", "app"]).unwrap_err().setting, "loglevel");
+        assert_eq!(
+            parse(&["--log-level", "loud", "app"]).unwrap_err().setting,
+            "loglevel"
+        );
     }
 
     #[test]

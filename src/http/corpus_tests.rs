@@ -22,10 +22,10 @@
 
 use std::fs;
 
-use serde_json::Value;
 use super::ParseError;
 use super::body::BodyDecoder;
 use super::head::{Head, Limits, Version, parse_head};
+use serde_json::Value;
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -60,7 +60,9 @@ pub fn is_valid_field_name(name: &str) -> bool {
 /// A field value has no CR, LF, NUL or other control bytes but HTAB
 /// (RFC 9110 §5.5), so an app cannot inject a field line or split a response.
 pub fn is_valid_field_value(value: &str) -> bool {
-    value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -150,7 +152,9 @@ pub fn internal_error_response() -> Vec<u8> {
 /// answers the server gives itself (errors).
 pub fn plain_response(code: u16, reason: &str, body: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(160 + body.len());
-    out.extend_from_slice(format!("HTTP/1.1 {code} {reason}\r\nServer: ferrocorn\r\nDate: ").as_bytes());
+    out.extend_from_slice(
+        format!("HTTP/1.1 {code} {reason}\r\nServer: ferrocorn\r\nDate: ").as_bytes(),
+    );
     with_date(|date| out.extend_from_slice(date));
     out.extend_from_slice(
         format!(
@@ -202,7 +206,10 @@ mod tests {
 
     #[test]
     fn chunked_head_on_http11() {
-        let h = head(spec(Version::Http11, Framing::Chunked, true), &[("X-A", "1")]);
+        let h = head(
+            spec(Version::Http11, Framing::Chunked, true),
+            &[("X-A", "1")],
+        );
         assert!(h.starts_with("HTTP/1.1 200 OK\r\nServer: ferrocorn\r\nDate: "));
         assert!(h.ends_with("\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n"));
     }

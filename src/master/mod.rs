@@ -86,7 +86,11 @@ struct Master {
 /// installed its own handlers (the inherited ones write to the master's pipe).
 pub(crate) fn block_signals() -> SigSet {
     let mut old = SigSet::empty();
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old));
+    let _ = sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    );
     old
 }
 
@@ -130,7 +134,11 @@ pub fn run(settings: Settings, listeners: Vec<Listener>) -> i32 {
 impl Master {
     fn run_loop(&mut self) {
         loop {
-            let queued = self.signals.as_ref().map(SignalPipe::drain).unwrap_or_default();
+            let queued = self
+                .signals
+                .as_ref()
+                .map(SignalPipe::drain)
+                .unwrap_or_default();
             for signal in queued {
                 self.handle_signal(signal);
             }
@@ -224,7 +232,10 @@ impl Master {
         self.signal_all(signal);
         let deadline = Instant::now() + grace;
         self.state = match self.state {
-            State::Stopping { deadline: d, killed } => State::Stopping {
+            State::Stopping {
+                deadline: d,
+                killed,
+            } => State::Stopping {
                 deadline: d.min(deadline),
                 killed,
             },

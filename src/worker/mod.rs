@@ -184,7 +184,10 @@ impl EventLoop {
         signals: SignalPipe,
     ) -> std::io::Result<EventLoop> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
-        epoll.add(signals.fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL))?;
+        epoll.add(
+            signals.fd(),
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_SIGNAL),
+        )?;
         let ctx = Arc::new(ServeCtx {
             app,
             limits: settings.limits,
@@ -193,7 +196,10 @@ impl EventLoop {
         });
         let pool = if settings.threads > 1 {
             let pool = Pool::start(settings.threads, Arc::clone(&ctx))?;
-            epoll.add(pool.wake.as_fd(), EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE))?;
+            epoll.add(
+                pool.wake.as_fd(),
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_WAKE),
+            )?;
             Some(pool)
         } else {
             None

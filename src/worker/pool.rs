@@ -50,8 +50,12 @@ impl Pool {
         )?);
         let threads = (0..n)
             .map(|i| {
-                let (job_rx, ret_tx, wake, ctx) =
-                    (job_rx.clone(), ret_tx.clone(), Arc::clone(&wake), Arc::clone(&ctx));
+                let (job_rx, ret_tx, wake, ctx) = (
+                    job_rx.clone(),
+                    ret_tx.clone(),
+                    Arc::clone(&wake),
+                    Arc::clone(&ctx),
+                );
                 std::thread::Builder::new()
                     .name(format!("app-{i}"))
                     .spawn(move || app_thread(&ctx, &job_rx, &ret_tx, &wake))

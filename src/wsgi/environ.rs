@@ -114,13 +114,13 @@ impl Base {
         if https {
             env.set_item(intern!(py, "wsgi.url_scheme"), "https")?;
         }
+        // As Gunicorn: a TCP listener names itself; behind a UNIX socket the
+        // Host field is the only name there is.
         let default_port = if https { "443" } else { "80" };
-        let (name, port) = match host.and_then(|h| std::str::from_utf8(h).ok()) {
-            Some(h) => split_host(h, default_port),
-            None => match req.server {
-                ListenAddr::Tcp(a) => (a.ip().to_string(), a.port().to_string()),
-                ListenAddr::Unix(_) => ("localhost".to_string(), default_port.to_string()),
-            },
+        let (name, port) = match (req.server, host.and_then(|h| std::str::from_utf8(h).ok())) {
+            (ListenAddr::Tcp(a), _) => (a.ip().to_string(), a.port().to_string()),
+            (ListenAddr::Unix(_), Some(h)) => split_host(h, default_port),
+            (ListenAddr::Unix(_), None) => ("localhost".to_string(), default_port.to_string()),
         };
         env.set_item(intern!(py, "SERVER_NAME"), name)?;
         env.set_item(intern!(py, "SERVER_PORT"), port)?;
@@ -143,9 +143,9 @@ fn is_secure_scheme(name: &str, value: &[u8]) -> bool {
         ("x-forwarded-protocol", "ssl"),
         ("x-forwarded-ssl", "on"),
     ];
-    SECURE.iter().any(|(n, v)| {
-        name.eq_ignore_ascii_case(n) && value.eq_ignore_ascii_case(v.as_bytes())
-    })
+    SECURE
+        .iter()
+        .any(|(n, v)| name.eq_ignore_ascii_case(n) && value.eq_ignore_ascii_case(v.as_bytes()))
 }
 
 /// Split a Host value into name and port: `h`, `h:p`, `[v6]`, `[v6]:p`.
@@ -169,7 +169,10 @@ fn split_host(host: &str, default_port: &str) -> (String, String) {
 fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
     match std::str::from_utf8(bytes) {
         Ok(s) if s.is_ascii() => PyString::new(py, s),
-        _ => PyString::new(py, &bytes.iter().map(|&b| char::from(b)).collect::<String>()),
+        _ => PyString::new(
+            py,
+            &bytes.iter().map(|&b| char::from(b)).collect::<String>(),
+        ),
     }
 }
 

@@ -9,9 +9,9 @@
 //! so an app that keeps them cannot touch the next request.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use super::input::BodyReader;
 use crate::http::response::{
@@ -59,7 +59,9 @@ impl Started {
             }
             if is_hop_by_hop(&name) {
                 if name.eq_ignore_ascii_case("connection")
-                    && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+                    && value
+                        .split(',')
+                        .any(|t| t.trim().eq_ignore_ascii_case("close"))
                 {
                     started.close = true;
                 }
@@ -151,7 +153,9 @@ impl Exchange {
     /// client is waiting for us, so the connection cannot be reused.
     fn awaiting_continue(&self) -> bool {
         match self.input.try_lock() {
-            Ok(guard) => guard.as_ref().is_some_and(|b| b.continue_pending && !b.is_done()),
+            Ok(guard) => guard
+                .as_ref()
+                .is_some_and(|b| b.continue_pending && !b.is_done()),
             Err(_) => false,
         }
     }
@@ -159,7 +163,12 @@ impl Exchange {
     /// Send one body chunk, with the head first if it is not out yet.
     /// `total` is the whole body's length when the server knows it (a
     /// one-item list), used when the app gave no Content-Length.
-    pub(crate) fn send(&self, w: &mut ResponseWriter, data: &[u8], total: Option<u64>) -> io::Result<()> {
+    pub(crate) fn send(
+        &self,
+        w: &mut ResponseWriter,
+        data: &[u8],
+        total: Option<u64>,
+    ) -> io::Result<()> {
         let mut head = Vec::new();
         if !w.head_sent {
             let awaiting = self.awaiting_continue();
@@ -221,7 +230,10 @@ impl ResponseWriter {
     }
 
     fn build_head(&mut self, out: &mut Vec<u8>, total: Option<u64>, awaiting_continue: bool) {
-        let started = self.started.as_ref().expect("send() only after start_response");
+        let started = self
+            .started
+            .as_ref()
+            .expect("send() only after start_response");
         let framing = if is_bodyless(started.code, if self.head_request { "HEAD" } else { "" }) {
             Framing::NoBody
         } else if let Some(n) = started.length.or(total) {

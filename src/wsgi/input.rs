@@ -257,11 +257,7 @@ impl Input {
 
     /// Read one line, up to and including `\n`, at most `size` bytes.
     #[pyo3(signature = (size = None))]
-    fn readline<'py>(
-        &self,
-        py: Python<'py>,
-        size: Option<isize>,
-    ) -> PyResult<Bound<'py, PyBytes>> {
+    fn readline<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let limit = size_arg(size);
         let data = self.with_body(py, |body, head_sent| {
             let mut scanned = 0;
@@ -283,11 +279,7 @@ impl Input {
 
     /// Read all lines; `hint` is accepted and may be ignored, as PEP 3333 allows.
     #[pyo3(signature = (hint = None))]
-    fn readlines<'py>(
-        &self,
-        py: Python<'py>,
-        hint: Option<isize>,
-    ) -> PyResult<Bound<'py, PyList>> {
+    fn readlines<'py>(&self, py: Python<'py>, hint: Option<isize>) -> PyResult<Bound<'py, PyList>> {
         let _ = hint;
         let lines = PyList::empty(py);
         loop {

@@ -31,7 +31,11 @@ fn linked_version() -> String {
 pub fn check_virtualenv(dir: &Path) -> Result<PathBuf, String> {
     let cfg_path = dir.join("pyvenv.cfg");
     let cfg = std::fs::read_to_string(&cfg_path).map_err(|e| {
-        format!("{} is not a virtualenv ({}: {e})", dir.display(), cfg_path.display())
+        format!(
+            "{} is not a virtualenv ({}: {e})",
+            dir.display(),
+            cfg_path.display()
+        )
     })?;
     let want = linked_version();
     let version = cfg
@@ -99,7 +103,9 @@ pub fn init(venv_python: Option<&Path>, argv: &[String]) -> Result<(), String> {
             let msg = if status.err_msg.is_null() {
                 "unknown error".to_string()
             } else {
-                std::ffi::CStr::from_ptr(status.err_msg).to_string_lossy().into_owned()
+                std::ffi::CStr::from_ptr(status.err_msg)
+                    .to_string_lossy()
+                    .into_owned()
             };
             return Err(format!("Python initialisation failed: {msg}"));
         }

@@ -19,8 +19,8 @@ use pyo3::types::{PyList, PyModule};
 
 pub use interpreter::{check_virtualenv, find_virtualenv};
 
-use crate::http::{Head, Limits};
 use crate::http::response::internal_error_response;
+use crate::http::{Head, Limits};
 use crate::listeners::ListenAddr;
 use crate::worker::Peer;
 use crate::worker::stream::Stream;
@@ -103,13 +103,21 @@ impl App {
     /// Python exception; the import's traceback is logged first when it
     /// points into the app's own code.
     pub fn load(spec: &AppSpec) -> Result<App, AppError> {
-        interpreter::init(spec.venv_python.as_deref(), &spec.argv).map_err(AppError::Interpreter)?;
+        interpreter::init(spec.venv_python.as_deref(), &spec.argv)
+            .map_err(AppError::Interpreter)?;
         Python::attach(|py| {
             let boot = |e: PyErr| AppError::Interpreter(format!("setting up Python: {e}"));
-            let sys_path = py.import("sys").and_then(|s| s.getattr("path")).map_err(boot)?;
+            let sys_path = py
+                .import("sys")
+                .and_then(|s| s.getattr("path"))
+                .map_err(boot)?;
             let sys_path = sys_path.cast::<PyList>().map_err(|e| boot(e.into()))?;
             let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-            let front = spec.pythonpath.iter().map(|p| cwd.join(p)).chain([cwd.clone()]);
+            let front = spec
+                .pythonpath
+                .iter()
+                .map(|p| cwd.join(p))
+                .chain([cwd.clone()]);
             for (i, dir) in front.enumerate() {
                 sys_path.insert(i, dir.to_string_lossy()).map_err(boot)?;
             }
@@ -120,19 +128,21 @@ impl App {
                 c"_ferrocorn_loader",
             )
             .map_err(boot)?;
-            let app = loader.call_method1("load", (spec.uri.as_str(),)).map_err(|e| {
-                let not_found = loader
-                    .getattr("AppImportError")
-                    .is_ok_and(|t| e.get_type(py).is(&t));
-                let reason = if not_found {
-                    e.value(py).to_string()
-                } else {
-                    // The app's own import raised: its traceback says where.
-                    tracing::error!("{}", format_exception(py, &e).trim_end());
-                    exception_line(py, &e)
-                };
-                AppError::Import(format!("failed to load the app {:?}: {reason}", spec.uri))
-            })?;
+            let app = loader
+                .call_method1("load", (spec.uri.as_str(),))
+                .map_err(|e| {
+                    let not_found = loader
+                        .getattr("AppImportError")
+                        .is_ok_and(|t| e.get_type(py).is(&t));
+                    let reason = if not_found {
+                        e.value(py).to_string()
+                    } else {
+                        // The app's own import raised: its traceback says where.
+                        tracing::error!("{}", format_exception(py, &e).trim_end());
+                        exception_line(py, &e)
+                    };
+                    AppError::Import(format!("failed to load the app {:?}: {reason}", spec.uri))
+                })?;
             let environ =
                 environ::Base::new(py, spec.multithread, spec.multiprocess).map_err(boot)?;
             Ok(App {
@@ -155,8 +165,13 @@ impl App {
             req.may_keep_alive,
         ));
         let ending = Python::attach(|py| {
-            let (ending, err) = match Bound::new(py, Input { ex: Arc::clone(&ex) })
-                .and_then(|input| self.environ.build(py, &req, input))
+            let (ending, err) = match Bound::new(
+                py,
+                Input {
+                    ex: Arc::clone(&ex),
+                },
+            )
+            .and_then(|input| self.environ.build(py, &req, input))
             {
                 Ok(environ) => response::run(py, self.app.bind(py), environ.into_any(), &ex),
                 Err(e) => (Ending::FailedBeforeHead, Some(e)),
@@ -228,7 +243,10 @@ fn exception_line(py: Python<'_>, err: &PyErr) -> String {
         .get_type(py)
         .name()
         .map_or_else(|_| "Exception".to_string(), |n| n.to_string());
-    let msg = err.value(py).str().map_or_else(|_| String::new(), |s| s.to_string());
+    let msg = err
+        .value(py)
+        .str()
+        .map_or_else(|_| String::new(), |s| s.to_string());
     if msg.is_empty() {
         ty
     } else {
@@ -238,8 +256,10 @@ fn exception_line(py: Python<'_>, err: &PyErr) -> String {
 
 /// The full traceback of a Python exception, as `traceback.format_exception`.
 fn format_exception(py: Python<'_>, err: &PyErr) -> String {
+    // pyo3 keeps the traceback beside the value: pass all three.
+    let args = (err.get_type(py), err.value(py), err.traceback(py));
     py.import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception", (err.value(py),)))
+        .and_then(|tb| tb.call_method1("format_exception", args))
         .and_then(|lines| lines.extract::<Vec<String>>())
         .map_or_else(|_| exception_line(py, err), |lines| lines.concat())
 }

@@ -116,7 +116,10 @@ impl FileWrapper {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let block = self.filelike.bind(py).call_method1("read", (self.blksize,))?;
+        let block = self
+            .filelike
+            .bind(py)
+            .call_method1("read", (self.blksize,))?;
         Ok((block.len()? > 0).then_some(block))
     }
 
@@ -203,7 +206,9 @@ fn send_iterable(
         let chunk = item.cast::<PyBytes>().map_err(|_| {
             PyTypeError::new_err(format!(
                 "the response iterable must yield bytes, not {}",
-                item.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+                item.get_type()
+                    .name()
+                    .map_or_else(|_| "?".into(), |n| n.to_string())
             ))
         })?;
         if chunk.as_bytes().is_empty() {
