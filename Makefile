@@ -1,0 +1,61 @@
+# ferrocorn's developer and CI entry points.
+#
+#   make test         the one test command: lint + cargo test + conformance
+#   make build        debug build (target/debug/ferrocorn)
+#   make lint         cargo fmt --check; cargo clippy --all-targets -D warnings
+#   make venv         .venv/ (Debian's python3.11 + examples/requirements.txt)
+#   make conformance  Gunicorn's request corpus against a live server
+#   make serve        examples/hello.py on http://127.0.0.1:8000
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# Build and link against Debian's CPython 3.11 (libpython3.11.so), never the
+# python3 first on PATH (a pyenv build on the development machines).
+export PYO3_PYTHON := /usr/bin/python3.11
+
+CARGO ?= cargo
+VENV := .venv
+VENV_PYTHON := /usr/bin/python3.11
+
+.PHONY: all build test lint cargo-test venv conformance serve clean-venv
+
+all: build
+
+build:
+	$(CARGO) build
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+cargo-test: venv
+	$(CARGO) test --no-fail-fast
+
+# Runs all three parts even when one fails (a format nit must not hide a
+# failing test), then fails if any did.
+test: venv
+	@status=0; \
+	$(MAKE) --no-print-directory lint || status=1; \
+	$(MAKE) --no-print-directory cargo-test || status=1; \
+	$(MAKE) --no-print-directory conformance || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)" >&2; fi; \
+	exit $$status
+
+# The virtualenv the Flask integration test serves from. The stamp file
+# re-runs pip when examples/requirements.txt changes.
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: examples/requirements.txt
+	test -x $(VENV)/bin/python || $(VENV_PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet -r examples/requirements.txt
+	touch $@
+
+clean-venv:
+	rm -rf $(VENV)
+
+conformance: build
+	scripts/conformance.sh
+
+serve: build
+	target/debug/ferrocorn --chdir examples -b 127.0.0.1:8000 hello:app

@@ -1,0 +1,1622 @@
+//! Integration tests: the real `ferrocorn` binary, real sockets, real Python
+//! applications from `tests/apps/` (and `examples/`). Each test is named
+//! after the behaviour it proves; the harness is in `tests/common/`.
+//!
+//! Servers listen on a UNIX socket in a per-test temp dir unless the test is
+//! about TCP, so tests run in parallel without port races. Every wait is
+//! bounded. Nothing but loopback and UNIX sockets is used.
+
+mod common;
+
+use common::json::Value;
+use common::*;
+use std::fs;
+use std::io::Write;
+use std::net::{Ipv6Addr, SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn testapp(name: &str) -> ServerBuilder {
+    Server::builder(name, "testapp:app")
+}
+
+#[track_caller]
+fn expect_status(r: &Response, status: u16) {
+    assert_eq!(r.status, status, "unexpected response: {}", r.summary());
+}
+
+/// Compares two large byte strings without printing megabytes on failure.
+#[track_caller]
+fn assert_bytes_eq(got: &[u8], want: &[u8], what: &str) {
+    if got != want {
+        let first = got.iter().zip(want).position(|(a, b)| a != b);
+        panic!(
+            "{what}: got {} bytes, want {}; first difference at {:?}",
+            got.len(),
+            want.len(),
+            first
+        );
+    }
+}
+
+/// Percent-encodes a query value (everything but unreserved characters and '/').
+fn qs(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn exit_code(status: Option<std::process::ExitStatus>) -> Option<i32> {
+    status.and_then(|s| s.code())
+}
+
+/// The lines of the log containing every one of `needles`.
+fn log_lines_with(log: &str, needles: &[&str]) -> Vec<String> {
+    log.lines()
+        .filter(|l| needles.iter().all(|n| l.contains(n)))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The pids of the "Booting worker with pid: N" lines.
+fn booted_pids(log: &str) -> Vec<i32> {
+    log.lines()
+        .filter_map(|l| l.split("Booting worker with pid:").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .filter_map(|p| p.trim_matches(|c: char| !c.is_ascii_digit()).parse().ok())
+        .collect()
+}
+
+fn worker_pid(server: &Server) -> i32 {
+    let r = server.get("/pid");
+    expect_status(&r, 200);
+    r.text().trim().parse().expect("pid")
+}
+
+/// A GET on a fresh connection that may fail (worker restarting).
+fn try_get(addr: &Addr, target: &str) -> Option<Response> {
+    let stream = addr.connect().ok()?;
+    let mut c = Client::from_stream(stream);
+    c.stream.write_all(&request("GET", target, &[], b"")).ok()?;
+    c.try_read_response("GET").ok()
+}
+
+// ---------------------------------------------------------------------------
+// HTTP/1.1 connection handling
+// ---------------------------------------------------------------------------
+
+#[test]
+fn keep_alive_serves_two_requests_on_one_connection() {
+    let s = testapp("ka").start();
+    let mut c = s.client();
+    let r1 = c.get("/");
+    expect_status(&r1, 200);
+    assert_eq!(r1.body, b"ok\n");
+    assert!(
+        !r1.header_has_token("connection", "close"),
+        "{}",
+        r1.summary()
+    );
+    let r2 = c.request("POST", "/echo", &[], b"second request");
+    expect_status(&r2, 200);
+    assert_eq!(r2.text(), "second request");
+    let r3 = c.get("/nolength?n=2");
+    expect_status(&r3, 200);
+    assert_eq!(r3.text(), "chunk 0\nchunk 1\n");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let s = testapp("pipe").start();
+    let mut c = s.client();
+    let mut bytes = request("POST", "/echo", &[], b"first");
+    bytes.extend(request("GET", "/nolength?n=2", &[], b""));
+    bytes.extend(request("POST", "/echo", &[], b"third"));
+    bytes.extend(request("HEAD", "/", &[], b""));
+    bytes.extend(request("POST", "/echo", &[], b"fifth"));
+    c.send(&bytes);
+    let bodies: Vec<String> = ["POST", "GET", "POST", "HEAD", "POST"]
+        .iter()
+        .map(|m| {
+            let r = c.read_response_for(m);
+            expect_status(&r, 200);
+            r.text()
+        })
+        .collect();
+    assert_eq!(
+        bodies,
+        ["first", "chunk 0\nchunk 1\n", "third", "", "fifth"]
+    );
+}
+
+#[test]
+fn pipelined_requests_stay_in_order_with_app_threads() {
+    // The first request is the slowest: with 4 app threads the later ones
+    // finish first, but their responses must wait their turn.
+    let s = testapp("pipethr").args(["--threads", "4"]).start();
+    let mut c = s.client();
+    let mut bytes = request("GET", "/sleep?s=0.3", &[], b"");
+    bytes.extend(request("POST", "/echo", &[], b"second"));
+    bytes.extend(request("GET", "/sleep?s=0.1", &[], b""));
+    bytes.extend(request("POST", "/echo", &[], b"fourth"));
+    c.send(&bytes);
+    let first = c.read_response();
+    expect_status(&first, 200);
+    assert_eq!(first.json().get("slept").num(), 0.3, "{}", first.summary());
+    assert_eq!(c.read_response().text(), "second");
+    assert_eq!(c.read_response().json().get("slept").num(), 0.1);
+    assert_eq!(c.read_response().text(), "fourth");
+}
+
+#[test]
+fn connection_close_is_honoured() {
+    let s = testapp("close").start();
+    let mut c = s.client();
+    let r = c.request("GET", "/", &[("Connection", "close")], b"");
+    expect_status(&r, 200);
+    assert!(r.header_has_token("connection", "close"), "{}", r.summary());
+    assert!(
+        c.closed_within(3 * SEC),
+        "server kept the connection open after Connection: close"
+    );
+}
+
+#[test]
+fn http10_response_without_length_is_close_delimited() {
+    let s = testapp("h10c").start();
+    let mut c = s.client();
+    c.send(b"GET /nolength?n=3 HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let r = c.read_response();
+    expect_status(&r, 200);
+    assert!(
+        !r.header_has_token("transfer-encoding", "chunked"),
+        "chunked on HTTP/1.0: {}",
+        r.summary()
+    );
+    assert_eq!(r.framing, Framing::Close, "{}", r.summary());
+    assert!(
+        r.complete,
+        "the server did not close the connection: {}",
+        r.summary()
+    );
+    assert_eq!(r.text(), "chunk 0\nchunk 1\nchunk 2\n");
+}
+
+#[test]
+fn http10_closes_unless_keep_alive_is_asked() {
+    let s = testapp("h10").start();
+    let mut c = s.client();
+    c.send(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let r = c.read_response();
+    expect_status(&r, 200);
+    assert_eq!(r.body, b"ok\n");
+    assert!(
+        c.closed_within(3 * SEC),
+        "HTTP/1.0 without keep-alive must close"
+    );
+}
+
+#[test]
+fn http10_keep_alive_is_honoured() {
+    let s = testapp("h10ka").start();
+    let mut c = s.client();
+    for i in 0..3 {
+        c.send(b"GET / HTTP/1.0\r\nHost: localhost\r\nConnection: keep-alive\r\n\r\n");
+        let r = c.read_response();
+        expect_status(&r, 200);
+        assert_eq!(r.body, b"ok\n", "request {i}");
+        assert!(
+            r.header_has_token("connection", "keep-alive"),
+            "HTTP/1.0 keep-alive must be confirmed in the response: {}",
+            r.summary()
+        );
+    }
+}
+
+#[test]
+fn idle_keep_alive_connection_is_closed_after_the_timeout() {
+    let s = testapp("idle").args(["--keep-alive", "1"]).start();
+    let mut c = s.client();
+    expect_status(&c.get("/"), 200);
+    let t0 = Instant::now();
+    assert!(
+        c.closed_within(5 * SEC),
+        "idle connection still open 5 s after --keep-alive 1"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(500),
+        "closed too early: {:?}",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn head_has_same_headers_and_no_body() {
+    let s = testapp("head").start();
+    let mut c = s.client();
+    let get = c.get("/big?size=1000");
+    let head = c.request("HEAD", "/big?size=1000", &[], b"");
+    expect_status(&get, 200);
+    expect_status(&head, 200);
+    assert_eq!(get.header("content-length"), Some("1000"));
+    assert_eq!(
+        head.header("content-length"),
+        Some("1000"),
+        "{}",
+        head.summary()
+    );
+    assert_eq!(get.header("content-type"), head.header("content-type"));
+    // Had the server sent a body, it would be parsed as the next response.
+    let after = c.get("/");
+    assert_eq!(
+        after.body,
+        b"ok\n",
+        "stray bytes after a HEAD response: {}",
+        after.summary()
+    );
+    // The same for a response the app gives no length for.
+    let head2 = c.request("HEAD", "/nolength?n=3", &[], b"");
+    expect_status(&head2, 200);
+    let after2 = c.get("/");
+    assert_eq!(
+        after2.body,
+        b"ok\n",
+        "stray bytes after a HEAD response: {}",
+        after2.summary()
+    );
+}
+
+#[test]
+fn status_204_and_304_have_no_body() {
+    let s = testapp("nobody").start();
+    let mut c = s.client();
+    for code in [204u16, 304] {
+        let r = c.get(&format!("/status?code={code}"));
+        expect_status(&r, code);
+        assert!(
+            !r.header_has_token("transfer-encoding", "chunked"),
+            "{}",
+            r.summary()
+        );
+        let after = c.get("/");
+        assert_eq!(
+            after.body,
+            b"ok\n",
+            "stray bytes after {code}: {}",
+            after.summary()
+        );
+    }
+}
+
+#[test]
+fn response_carries_server_and_date_headers() {
+    let s = testapp("hdrs").start();
+    let r = s.get("/");
+    expect_status(&r, 200);
+    let server = r.header("server").unwrap_or_default();
+    assert!(server.starts_with("ferrocorn"), "Server: {server:?}");
+    let date = r.header("date").unwrap_or_default();
+    // IMF-fixdate, RFC 9110 §5.6.7: "Sun, 06 Nov 1994 08:49:37 GMT"
+    assert!(
+        date.len() == 29 && date.ends_with(" GMT") && date.as_bytes()[3] == b',',
+        "Date: {date:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Bodies
+// ---------------------------------------------------------------------------
+
+#[test]
+fn chunked_request_body_is_decoded() {
+    let s = testapp("chreq").start();
+    let mut c = s.client();
+    let body = b"6;ext=1\r\nhello \r\n8\r\nchunked \r\n5\r\nworld\r\n0\r\nX-Trailer: yes\r\n\r\n";
+    let r = c.request("POST", "/echo", &[("Transfer-Encoding", "chunked")], body);
+    expect_status(&r, 200);
+    assert_eq!(r.text(), "hello chunked world");
+    // 1 MiB in 1000-byte chunks, read by iterating wsgi.input; then the
+    // connection must still be usable (the last chunk and trailers consumed).
+    let data = upload_data(1 << 20, 7);
+    let parts: Vec<&[u8]> = data.chunks(1000).collect();
+    let r = c.request(
+        "POST",
+        "/sha256?mode=iter",
+        &[("Transfer-Encoding", "chunked")],
+        &chunked(&parts),
+    );
+    expect_status(&r, 200);
+    let j = r.json();
+    assert_eq!(j.get("len").num() as usize, data.len());
+    assert_eq!(j.get("sha256").str(), python_sha256(&data));
+    assert_eq!(c.get("/").body, b"ok\n");
+}
+
+#[test]
+fn response_without_length_is_chunked_on_http11() {
+    let s = testapp("chresp").start();
+    let mut c = s.client();
+    let r = c.get("/nolength?n=3");
+    expect_status(&r, 200);
+    assert_eq!(r.framing, Framing::Chunked, "{}", r.summary());
+    assert!(r.complete);
+    assert_eq!(r.text(), "chunk 0\nchunk 1\nchunk 2\n");
+    assert_eq!(
+        c.get("/").body,
+        b"ok\n",
+        "connection unusable after a chunked response"
+    );
+}
+
+#[test]
+fn one_item_list_gets_a_content_length() {
+    let s = testapp("onelist").start();
+    let r = s.get("/onelist");
+    expect_status(&r, 200);
+    assert_eq!(r.framing, Framing::Length, "{}", r.summary());
+    assert_eq!(r.header("content-length"), Some("17"));
+    assert_eq!(r.text(), "exactly one item\n");
+}
+
+#[test]
+fn expect_100_continue_is_answered_when_the_app_reads() {
+    let s = testapp("expect").start();
+    let mut c = s.client();
+    c.send(
+        b"POST /sha256?mode=read HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\
+          Expect: 100-continue\r\n\r\n",
+    );
+    let interim = c.read_response();
+    assert_eq!(
+        interim.status,
+        100,
+        "expected 100 Continue first: {}",
+        interim.summary()
+    );
+    c.send(b"hello world");
+    let r = c.read_response();
+    expect_status(&r, 200);
+    assert_eq!(r.json().get("len").num(), 11.0);
+    assert_eq!(r.json().get("sha256").str(), python_sha256(b"hello world"));
+}
+
+#[test]
+fn expect_100_continue_is_not_sent_when_the_app_does_not_read() {
+    let s = testapp("noexpect").start();
+    let mut c = s.client();
+    c.send(
+        b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    );
+    let r = c.read_response();
+    expect_status(&r, 200);
+    assert_eq!(r.body, b"ok\n");
+}
+
+#[test]
+fn upload_of_10_mib_arrives_intact() {
+    let s = testapp("up10").start();
+    let data = upload_data(10 << 20, 1);
+    let want = python_sha256(&data);
+    let mut c = s.client();
+    let r = c.request("POST", "/sha256?mode=read&n=65536", &[], &data);
+    expect_status(&r, 200);
+    let j = r.json();
+    assert_eq!(j.get("len").num() as usize, data.len());
+    assert_eq!(j.get("sha256").str(), want);
+    // Same bytes back through /echo, compared byte for byte.
+    let r = c.request(
+        "POST",
+        "/echo",
+        &[("Content-Type", "application/octet-stream")],
+        &data,
+    );
+    expect_status(&r, 200);
+    assert_bytes_eq(&r.body, &data, "echoed upload");
+}
+
+#[test]
+fn every_wsgi_input_read_style_sees_the_same_body() {
+    let s = testapp("readers").start();
+    let data = upload_data(256 * 1024, 3);
+    let want = python_sha256(&data);
+    let mut c = s.client();
+    for target in [
+        "/sha256?mode=read&n=1000",
+        "/sha256?mode=read&n=1",
+        "/sha256?mode=read-cl&n=4096",
+        "/sha256?mode=readall",
+        "/sha256?mode=readline",
+        "/sha256?mode=readline-sized&n=100",
+        "/sha256?mode=readlines",
+        "/sha256?mode=iter",
+    ] {
+        let body: &[u8] = if target.ends_with("n=1") {
+            &data[..4096]
+        } else {
+            &data
+        };
+        let want = if target.ends_with("n=1") {
+            python_sha256(body)
+        } else {
+            want.clone()
+        };
+        let r = c.request("POST", target, &[], body);
+        expect_status(&r, 200);
+        let j = r.json();
+        assert_eq!(j.get("len").num() as usize, body.len(), "{target}: {j}");
+        assert_eq!(j.get("sha256").str(), want, "{target}");
+    }
+}
+
+#[test]
+fn download_of_10_mib_matches_the_pattern() {
+    let s = testapp("down10").start();
+    let want = pattern(10 << 20);
+    let mut c = s.client();
+    for (target, framing) in [
+        ("/big?mib=10&mode=one", Framing::Length),
+        ("/big?mib=10&mode=chunks", Framing::Length),
+        ("/big?mib=10&mode=write", Framing::Length),
+        ("/big?mib=10&mode=chunks&length=0", Framing::Chunked),
+    ] {
+        let r = c.get(target);
+        expect_status(&r, 200);
+        assert_eq!(r.framing, framing, "{target}");
+        assert!(r.complete, "{target}: incomplete");
+        assert_bytes_eq(&r.body, &want, target);
+    }
+}
+
+#[test]
+fn file_wrapper_sends_the_file() {
+    let b = testapp("fwrap");
+    let path = b.dir().join("data.bin");
+    let data = pattern(3 * 1024 * 1024 + 123);
+    fs::write(&path, &data).unwrap();
+    let s = b.start();
+    let mut c = s.client();
+    let q = qs(path.to_str().unwrap());
+    let r = c.get(&format!("/file?path={q}"));
+    expect_status(&r, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(data.len().to_string().as_str())
+    );
+    assert_bytes_eq(&r.body, &data, "file_wrapper with Content-Length");
+    let r = c.get(&format!("/file?path={q}&length=0"));
+    expect_status(&r, 200);
+    assert!(r.complete);
+    assert_bytes_eq(&r.body, &data, "file_wrapper without Content-Length");
+    let r = c.request("HEAD", &format!("/file?path={q}"), &[], b"");
+    expect_status(&r, 200);
+    assert_eq!(c.get("/").body, b"ok\n", "stray bytes after HEAD of a file");
+}
+
+// ---------------------------------------------------------------------------
+// Bad requests: answered by the server, never by the app
+// ---------------------------------------------------------------------------
+
+/// Sends `raw` on a fresh connection; checks the status, `Connection: close`
+/// and that the server closes. Returns a description of what went wrong.
+fn check_rejected(s: &Server, name: &str, raw: &[u8], status: u16) -> Option<String> {
+    let mut c = s.client();
+    c.send(raw);
+    let r = match c.try_read_response("GET") {
+        Ok(r) => r,
+        Err(e) => return Some(format!("{name}: no response ({e})")),
+    };
+    if r.status != status {
+        return Some(format!("{name}: want {status}, got {}", r.summary()));
+    }
+    if !r.header_has_token("connection", "close") {
+        return Some(format!("{name}: no Connection: close in {}", r.summary()));
+    }
+    if !c.closed_within(3 * SEC) {
+        return Some(format!("{name}: connection left open after {status}"));
+    }
+    None
+}
+
+/// The tags `/record` saw (testapp.py writes them to requests.log).
+fn recorded(s: &Server) -> Vec<String> {
+    fs::read_to_string(s.dir.join("requests.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn malformed_requests_get_400_and_never_reach_the_app() {
+    let s = testapp("bad400").markers().start();
+    let cases: &[(&str, &[u8])] = &[
+        ("no-colon", b"GET /record?tag=no-colon HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n"),
+        ("bad-cl", b"POST /record?tag=bad-cl HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"),
+        (
+            "cl-and-te",
+            b"POST /record?tag=cl-and-te HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\
+              Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+        (
+            "two-cl",
+            b"POST /record?tag=two-cl HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\
+              Content-Length: 4\r\n\r\nabcd",
+        ),
+        ("space-before-colon", b"GET /record?tag=space-before-colon HTTP/1.1\r\nHost : x\r\n\r\n"),
+        ("nul-in-value", b"GET /record?tag=nul-in-value HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n"),
+        (
+            "gzip-not-final",
+            b"POST /record?tag=gzip-not-final HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nabc",
+        ),
+        ("bad-version", b"GET /record?tag=bad-version HTTP/1.x\r\nHost: x\r\n\r\n"),
+        (
+            "chunked-on-1.0",
+            b"POST /record?tag=chunked-on-1.0 HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        ),
+    ];
+    let mut failures: Vec<String> = cases
+        .iter()
+        .filter_map(|(name, raw)| check_rejected(&s, name, raw, 400))
+        .collect();
+    expect_status(&s.get("/record?tag=good"), 200);
+    let seen = recorded(&s);
+    assert!(
+        seen.contains(&"good".to_string()),
+        "requests.log works: {seen:?}"
+    );
+    for (name, _) in cases {
+        if seen.iter().any(|t| t == name) {
+            failures.push(format!("{name}: the app was called"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn overlong_request_line_gets_414() {
+    // The default limit (4094 bytes) and a configured one.
+    let line = |tag: &str, pad: usize| {
+        let mut l = format!("GET /record?tag={tag}&pad= HTTP/1.1\r\nHost: x\r\n\r\n");
+        l.insert_str(l.find(" HTTP").unwrap(), &"a".repeat(pad));
+        l
+    };
+    let mut failures = Vec::new();
+    for (args, long, short) in [
+        (&[][..], 5000, 3900),
+        (&["--limit-request-line", "200"], 300, 100),
+    ] {
+        let s = testapp("414").markers().args(args.iter().copied()).start();
+        failures.extend(check_rejected(
+            &s,
+            &format!("{long}-byte line {args:?}"),
+            line("long", long).as_bytes(),
+            414,
+        ));
+        let mut c = s.client();
+        c.send(line("short", short).as_bytes());
+        expect_status(&c.read_response(), 200);
+        assert_eq!(recorded(&s), ["short"], "{args:?}: {failures:#?}");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn header_limits_give_431() {
+    let s = testapp("431")
+        .markers()
+        .args(["--limit-request-fields", "5"])
+        .start();
+    let many: String = (0..10).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let too_many = format!("GET /record?tag=many HTTP/1.1\r\nHost: x\r\n{many}\r\n");
+    let big_field = format!(
+        "GET /record?tag=big HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(9000)
+    );
+    let mut failures: Vec<String> = [("10 fields", too_many), ("9000-byte field", big_field)]
+        .iter()
+        .filter_map(|(name, raw)| check_rejected(&s, name, raw.as_bytes(), 431))
+        .collect();
+    let r = s
+        .client()
+        .request("GET", "/record?tag=few", &[("X-A", "1"), ("X-B", "2")], b"");
+    expect_status(&r, 200);
+    assert_eq!(recorded(&s), ["few"], "{failures:#?}");
+    let s2 = testapp("431b")
+        .args(["--limit-request-field_size", "100"])
+        .start();
+    let field = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(200)
+    );
+    failures.extend(check_rejected(
+        &s2,
+        "200-byte field with limit 100",
+        field.as_bytes(),
+        431,
+    ));
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn unknown_transfer_coding_gets_501() {
+    // RFC 9112 §6.1 and Gunicorn: a transfer coding the server does not know
+    // -> 501. (`gzip` alone is a 400: chunked is not final, so the length is
+    // unknown; `gzip, chunked` is a *valid* case of the Gunicorn corpus.)
+    let s = testapp("501").markers().start();
+    let raw = b"POST /record?tag=x-custom HTTP/1.1\r\nHost: x\r\n\
+                Transfer-Encoding: x-custom, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let failure = check_rejected(&s, "Transfer-Encoding: x-custom, chunked", raw, 501);
+    expect_status(&s.get("/record?tag=good"), 200);
+    assert_eq!(recorded(&s), ["good"], "{failure:?}");
+    assert!(failure.is_none(), "{failure:?}");
+}
+
+#[test]
+fn unknown_expectation_gets_417() {
+    let s = testapp("417").markers().start();
+    let raw = b"POST /record?tag=expect HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nExpect: something-else\r\n\r\n";
+    let failure = check_rejected(&s, "Expect: something-else", raw, 417);
+    expect_status(&s.get("/record?tag=good"), 200);
+    assert_eq!(recorded(&s), ["good"], "{failure:?}");
+    assert!(failure.is_none(), "{failure:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Application errors and close()
+// ---------------------------------------------------------------------------
+
+#[test]
+fn app_exception_gives_500_and_a_traceback_in_the_log() {
+    let s = testapp("exc").start();
+    let r = s.get("/error/before");
+    expect_status(&r, 500);
+    assert!(
+        s.wait_log("boom-before-start-response", 5 * SEC),
+        "the exception message is not in the log"
+    );
+    let log = s.log();
+    assert!(
+        log.contains("Traceback (most recent call last)") && log.contains("in route_error_before"),
+        "no traceback (with the app's frame) in the log"
+    );
+    expect_status(&s.get("/"), 200);
+}
+
+#[test]
+fn exception_after_start_response_before_the_body_gives_500() {
+    let s = testapp("exc2").start();
+    let r = s.get("/error/after-start");
+    expect_status(&r, 500);
+    assert!(
+        s.wait_log("boom-after-start-response", 5 * SEC),
+        "exception not logged"
+    );
+    expect_status(&s.get("/"), 200);
+}
+
+#[test]
+fn exception_mid_body_closes_the_connection() {
+    let s = testapp("exc3").start();
+    for (framing, want) in [("length", Framing::Length), ("chunked", Framing::Chunked)] {
+        let mut c = s.client();
+        c.set_timeout(3 * SEC);
+        let r = c.get(&format!("/error/mid-body?framing={framing}"));
+        expect_status(&r, 200);
+        assert!(c.closed_within(SEC), "{framing}: connection not closed");
+        assert_eq!(r.framing, want, "{}", r.summary());
+        assert!(
+            !r.complete,
+            "{framing}: a complete body after an exception: {}",
+            r.summary()
+        );
+        assert!(
+            r.text().starts_with("first part of the body"),
+            "{}",
+            r.summary()
+        );
+    }
+    assert!(s.wait_log("boom-mid-body", 5 * SEC), "exception not logged");
+    expect_status(&s.get("/"), 200);
+}
+
+fn wait_close_marker(s: &Server, token: &str) -> Option<String> {
+    let path = s.dir.join(&format!("close-{token}"));
+    poll_until(8 * SEC, || path.exists()).then(|| fs::read_to_string(&path).unwrap_or_default())
+}
+
+#[test]
+fn close_is_called_after_a_normal_response() {
+    let s = testapp("closeok").markers().start();
+    let r = s.get("/closing?token=ok&mode=ok");
+    expect_status(&r, 200);
+    assert_eq!(r.text(), "closing iterable\n!");
+    assert_eq!(wait_close_marker(&s, "ok").as_deref(), Some("chunks=3\n"));
+}
+
+#[test]
+fn close_is_called_when_iteration_raises() {
+    let s = testapp("closeerr").markers().start();
+    let mut c = s.client();
+    c.set_timeout(3 * SEC);
+    let r = c.get("/closing?token=err&mode=raise");
+    expect_status(&r, 200);
+    assert!(c.closed_within(SEC), "connection not closed");
+    assert!(!r.complete, "{}", r.summary());
+    assert_eq!(
+        wait_close_marker(&s, "err").as_deref(),
+        Some("chunks=1\n"),
+        "close() not called"
+    );
+}
+
+#[test]
+fn client_disconnect_mid_response_calls_close() {
+    let s = testapp("disc").markers().start();
+    {
+        let mut c = s.client();
+        c.send(&request("GET", "/closing?token=disc&mode=stream", &[], b""));
+        c.read_some(200_000);
+        // Dropping the socket with unread data makes the kernel send RST.
+    }
+    let marker = wait_close_marker(&s, "disc").expect("close() not called after the client left");
+    let chunks: usize = marker.trim().trim_start_matches("chunks=").parse().unwrap();
+    assert!(
+        chunks < 2000,
+        "the app was iterated to the end after the client left ({chunks} chunks)"
+    );
+    expect_status(&s.get("/"), 200);
+}
+
+// ---------------------------------------------------------------------------
+// The environ
+// ---------------------------------------------------------------------------
+
+#[test]
+fn environ_has_what_gunicorn_sets() {
+    let s = testapp("environ").tcp().start();
+    let Addr::Tcp(server_addr) = s.addr.clone() else {
+        unreachable!()
+    };
+    let mut c = s.client();
+    let client_port = c.stream.local_port().unwrap();
+    let r = c.request(
+        "POST",
+        "/%65nviron?a=1&b=%20x",
+        &[
+            ("X-Custom", "yes"),
+            ("X_Under", "dropped"),
+            ("X-Dup", "a"),
+            ("X-Dup", "b"),
+            ("Content-Type", "text/plain"),
+        ],
+        b"body!",
+    );
+    expect_status(&r, 200);
+    let e = r.json();
+    let s_ = |k: &str| e.get(k).str().to_string();
+    assert_eq!(s_("REQUEST_METHOD"), "POST");
+    assert_eq!(s_("PATH_INFO"), "/environ", "PATH_INFO is percent-decoded");
+    assert_eq!(s_("QUERY_STRING"), "a=1&b=%20x");
+    assert_eq!(s_("RAW_URI"), "/%65nviron?a=1&b=%20x");
+    assert_eq!(s_("SCRIPT_NAME"), "");
+    assert_eq!(s_("SERVER_PROTOCOL"), "HTTP/1.1");
+    assert_eq!(s_("SERVER_NAME"), "127.0.0.1");
+    assert_eq!(s_("SERVER_PORT"), server_addr.port().to_string());
+    assert_eq!(s_("REMOTE_ADDR"), "127.0.0.1");
+    assert_eq!(s_("REMOTE_PORT"), client_port.to_string());
+    assert_eq!(s_("CONTENT_TYPE"), "text/plain");
+    assert_eq!(s_("CONTENT_LENGTH"), "5");
+    assert_eq!(s_("HTTP_HOST"), "localhost");
+    assert_eq!(s_("HTTP_X_CUSTOM"), "yes");
+    assert_eq!(
+        s_("HTTP_X_DUP"),
+        "a,b",
+        "repeated fields are joined with ','"
+    );
+    assert!(
+        !e.has("HTTP_X_UNDER"),
+        "a header name with '_' must be dropped"
+    );
+    assert!(!e.has("HTTP_CONTENT_TYPE") && !e.has("HTTP_CONTENT_LENGTH"));
+    assert_eq!(s_("wsgi.url_scheme"), "http");
+    assert_eq!(
+        e.get("wsgi.version"),
+        &Value::Arr(vec![Value::Num(1.0), Value::Num(0.0)])
+    );
+    assert!(e.get("wsgi.input_terminated").bool());
+    assert!(!e.get("wsgi.run_once").bool());
+    assert!(!e.get("wsgi.multithread").bool(), "default --threads 1");
+    assert!(!e.get("wsgi.multiprocess").bool(), "default -w 1");
+    for k in ["wsgi.input", "wsgi.errors", "wsgi.file_wrapper"] {
+        assert!(e.has(k), "no {k}");
+    }
+    // PEP 3333: every key without a dot is a native string.
+    if let Value::Obj(members) = &e {
+        for (k, v) in members {
+            if !k.contains('.') {
+                assert!(matches!(v, Value::Str(_)), "{k} is not a str: {v}");
+            }
+        }
+    }
+}
+
+#[test]
+fn environ_server_name_comes_from_host_on_a_unix_socket() {
+    let s = testapp("envunix").start();
+    let mut c = s.client();
+    let e = c
+        .request("GET", "/environ", &[("Host", "example.test:8080")], b"")
+        .json();
+    assert_eq!(e.get("SERVER_NAME").str(), "example.test");
+    assert_eq!(e.get("SERVER_PORT").str(), "8080");
+    assert_eq!(e.get("HTTP_HOST").str(), "example.test:8080");
+}
+
+#[test]
+fn wsgi_errors_reach_the_log() {
+    let s = testapp("errors").start();
+    expect_status(&s.get("/log?msg=written-to-wsgi-errors-1234"), 200);
+    assert!(
+        s.wait_log("written-to-wsgi-errors-1234", 5 * SEC),
+        "wsgi.errors output not in the log"
+    );
+}
+
+#[test]
+fn validator_finds_no_pep3333_violation() {
+    let s = Server::builder("lint", "validated:app").markers().start();
+    let mut c = s.client();
+    let r = c.get("/");
+    expect_status(&r, 200);
+    assert_eq!(r.text(), "validated\n");
+    let r = c.get("/write");
+    expect_status(&r, 200);
+    assert_eq!(r.text(), "written-returned\n");
+    let r = c.get("/lazy");
+    expect_status(&r, 200);
+    assert!(r.complete, "{}", r.summary());
+    assert_eq!(
+        r.text(),
+        "lazy-body\n",
+        "an empty chunk ended the response early?"
+    );
+    let r = c.get("/excinfo-before");
+    expect_status(&r, 500);
+    assert_eq!(r.text(), "handled\n");
+    let text = b"line one\nline two\nthird line\nfourth\nlast-no-newline";
+    let r = c.request("POST", "/input?mode=mixed", &[], text);
+    expect_status(&r, 200);
+    let pieces: Vec<String> = r
+        .json()
+        .get("pieces")
+        .arr()
+        .iter()
+        .map(|v| v.str().to_string())
+        .collect();
+    assert_eq!(
+        pieces,
+        [
+            "line one\n",
+            "line ",
+            "two",
+            "\n",
+            "third line\n",
+            "fourth\n",
+            "last-no-newline",
+            ""
+        ],
+        "readline()/read(n)/readline(n)/readlines() semantics"
+    );
+    let data = upload_data(64 * 1024, 9);
+    let want = python_sha256(&data);
+    for mode in ["read", "readline", "readline-sized", "readlines", "iter"] {
+        let r = c.request("POST", &format!("/input?mode={mode}"), &[], &data);
+        expect_status(&r, 200);
+        assert_eq!(r.json().get("sha256").str(), want, "wsgi.input mode {mode}");
+    }
+    let r = c.get("/close");
+    expect_status(&r, 200);
+    assert_eq!(r.text(), "closing-body\n");
+    assert!(
+        poll_until(5 * SEC, || s.dir.join("close-validated").exists()),
+        "close() not called"
+    );
+    let r = c.get("/file");
+    expect_status(&r, 200);
+    assert_bytes_eq(
+        &r.body,
+        &fs::read(apps_dir().join("validated.py")).unwrap(),
+        "/file",
+    );
+    let r = c.get("/errors");
+    expect_status(&r, 200);
+    let r = c.request("HEAD", "/", &[], b"");
+    expect_status(&r, 200);
+    let r = c.get("/nocontent");
+    expect_status(&r, 204);
+    // Last: this one must end the connection.
+    c.set_timeout(3 * SEC);
+    let r = c.get("/excinfo-after");
+    expect_status(&r, 200);
+    assert!(
+        c.closed_within(SEC),
+        "connection not closed after the re-raise"
+    );
+    assert!(
+        !r.complete,
+        "start_response(exc_info) after the headers must re-raise: {}",
+        r.summary()
+    );
+    assert!(
+        !r.text().contains("NOT-RERAISED"),
+        "start_response(exc_info) did not raise"
+    );
+    assert!(
+        s.wait_log("excinfo-after-headers", 5 * SEC),
+        "the re-raised exception is not logged"
+    );
+    assert!(
+        s.wait_log("validated-errors-writelines-2", 5 * SEC),
+        "wsgi.errors.writelines lost"
+    );
+    // Stop the server so that iterators the server dropped without close()
+    // are collected and reported.
+    let mut s = s;
+    s.signal(libc::SIGTERM);
+    assert_eq!(exit_code(s.wait_exit(15 * SEC)), Some(0));
+    let log = s.log();
+    for bad in [
+        "AssertionError",
+        "WSGIWarning",
+        "garbage collected without being closed",
+    ] {
+        assert!(!log.contains(bad), "the validator reported {bad}:\n{log}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Workers, threads, signals
+// ---------------------------------------------------------------------------
+
+#[test]
+fn killed_worker_is_respawned() {
+    let s = testapp("respawn").start();
+    let pid1 = worker_pid(&s);
+    assert_ne!(pid1, s.pid(), "the master must not serve requests");
+    assert_eq!(
+        ppid_of(pid1),
+        Some(s.pid()),
+        "the worker is the master's child"
+    );
+    signal(pid1, libc::SIGKILL);
+    let mut pid2 = None;
+    poll_until(10 * SEC, || {
+        pid2 = try_get(&s.addr, "/pid")
+            .filter(|r| r.status == 200)
+            .and_then(|r| r.text().trim().parse::<i32>().ok())
+            .filter(|&p| p != pid1);
+        pid2.is_some()
+    });
+    let pid2 = pid2.expect("no new worker answered within 10 s");
+    assert!(
+        poll_until(5 * SEC, || !pid_alive(pid1)),
+        "the dead worker was not reaped"
+    );
+    assert!(s.wait_log(&format!("Booting worker with pid: {pid2}"), 5 * SEC));
+}
+
+#[test]
+fn worker_dying_mid_request_is_respawned() {
+    let s = testapp("crash").start();
+    for (route, name) in [("/crash", "SIGKILL"), ("/exit", "os._exit(17)")] {
+        let before = worker_pid(&s);
+        let r = try_get(&s.addr, route);
+        assert!(
+            r.as_ref().is_none_or(|r| r.status != 200),
+            "{name}: {:?}",
+            r.map(|r| r.summary())
+        );
+        let mut after = None;
+        poll_until(10 * SEC, || {
+            after = try_get(&s.addr, "/pid")
+                .filter(|r| r.status == 200)
+                .and_then(|r| r.text().trim().parse::<i32>().ok());
+            after.is_some()
+        });
+        let after = after.unwrap_or_else(|| panic!("{name}: no worker answered within 10 s"));
+        assert_ne!(after, before, "{name}: same worker pid");
+    }
+}
+
+#[test]
+fn term_lets_the_in_flight_request_finish_and_exits_0() {
+    let mut s = testapp("term").markers().start();
+    let addr = s.addr.clone();
+    let inflight = thread::spawn(move || Client::connect(&addr).get("/sleep?s=2&tag=term"));
+    assert!(
+        poll_until(10 * SEC, || s.dir.join("sleep-term").exists()),
+        "request never started"
+    );
+    let t0 = Instant::now();
+    s.signal(libc::SIGTERM);
+    let r = inflight.join().expect("in-flight request failed");
+    expect_status(&r, 200);
+    assert_eq!(r.json().get("slept").num(), 2.0);
+    let status = s.wait_exit(15 * SEC);
+    assert_eq!(
+        exit_code(status),
+        Some(0),
+        "master status after TERM: {status:?}"
+    );
+    assert!(t0.elapsed() < 12 * SEC);
+    assert!(!s.group_alive(), "a worker outlived the master");
+}
+
+/// Starts a server with a 30 s request in flight, sends `sig` and returns
+/// (exit code, seconds until exit, what the in-flight client got).
+fn stop_with_request_in_flight(name: &str, sig: i32, args: &[&str]) -> (Option<i32>, f64, String) {
+    let mut s = testapp(name).markers().args(args.iter().copied()).start();
+    let addr = s.addr.clone();
+    let inflight = thread::spawn(move || {
+        let mut c = Client::connect(&addr);
+        c.send(&request("GET", "/sleep?s=30&tag=x", &[], b""));
+        match c.try_read_response("GET") {
+            Ok(r) => r.summary(),
+            Err(e) => format!("error: {e}"),
+        }
+    });
+    assert!(
+        poll_until(10 * SEC, || s.dir.join("sleep-x").exists()),
+        "request never started"
+    );
+    let t0 = Instant::now();
+    s.signal(sig);
+    let status = s.wait_exit(20 * SEC);
+    let took = t0.elapsed().as_secs_f64();
+    assert!(status.is_some(), "still running 20 s after signal {sig}");
+    assert!(
+        poll_until(5 * SEC, || !s.group_alive()),
+        "a worker outlived the master"
+    );
+    (exit_code(status), took, inflight.join().unwrap())
+}
+
+#[test]
+fn int_and_quit_stop_quickly() {
+    for (sig, name) in [(libc::SIGINT, "INT"), (libc::SIGQUIT, "QUIT")] {
+        let (code, took, client) = stop_with_request_in_flight("quick", sig, &[]);
+        assert!(took < 5.0, "{name} took {took:.1} s");
+        assert_eq!(code, Some(0), "exit status after {name}");
+        assert!(
+            client.starts_with("error"),
+            "{name}: the in-flight request completed: {client}"
+        );
+    }
+}
+
+#[test]
+fn graceful_timeout_bounds_a_term_stop() {
+    let (code, took, client) =
+        stop_with_request_in_flight("gtimeout", libc::SIGTERM, &["--graceful-timeout", "1"]);
+    assert!(
+        (0.8..6.0).contains(&took),
+        "TERM with --graceful-timeout 1 took {took:.1} s"
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        client.starts_with("error"),
+        "the in-flight request completed: {client}"
+    );
+}
+
+#[test]
+fn threads_serve_requests_concurrently() {
+    let s = testapp("threads").args(["--threads", "4"]).start();
+    let e = s.get("/environ").json();
+    assert!(
+        e.get("wsgi.multithread").bool(),
+        "--threads 4 means multithread"
+    );
+    assert!(!e.get("wsgi.multiprocess").bool());
+    let t0 = Instant::now();
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let addr = s.addr.clone();
+            thread::spawn(move || Client::connect(&addr).get("/sleep?s=0.5"))
+        })
+        .collect();
+    let answers: Vec<Value> = handles
+        .into_iter()
+        .map(|h| {
+            let r = h.join().unwrap();
+            expect_status(&r, 200);
+            r.json()
+        })
+        .collect();
+    let elapsed = t0.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "4 x sleep(0.5) took {elapsed:?}"
+    );
+    let mut threads: Vec<i64> = answers
+        .iter()
+        .map(|a| a.get("thread").num() as i64)
+        .collect();
+    threads.sort();
+    threads.dedup();
+    assert_eq!(threads.len(), 4, "{answers:?}");
+}
+
+#[test]
+fn two_workers_are_booted_and_environ_says_multiprocess() {
+    let s = testapp("w2").args(["-w", "2"]).start();
+    assert!(
+        poll_until(10 * SEC, || booted_pids(&s.log()).len() >= 2),
+        "{}",
+        s.log()
+    );
+    let pids = booted_pids(&s.log());
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    for p in &pids {
+        assert_eq!(
+            ppid_of(*p),
+            Some(s.pid()),
+            "worker {p} is not the master's child"
+        );
+    }
+    let e = s.get("/environ").json();
+    assert!(e.get("wsgi.multiprocess").bool(), "-w 2 means multiprocess");
+    assert!(!e.get("wsgi.multithread").bool());
+}
+
+#[test]
+fn web_concurrency_sets_the_default_worker_count() {
+    let s = testapp("webc").env("WEB_CONCURRENCY", "3").start();
+    assert!(
+        poll_until(10 * SEC, || booted_pids(&s.log()).len() >= 3),
+        "{}",
+        s.log()
+    );
+    let s1 = testapp("webc1")
+        .env("WEB_CONCURRENCY", "3")
+        .args(["-w", "1"])
+        .start();
+    thread::sleep(SEC);
+    assert_eq!(
+        booted_pids(&s1.log()).len(),
+        1,
+        "-w overrides WEB_CONCURRENCY"
+    );
+}
+
+#[test]
+fn concurrent_clients_all_get_answers() {
+    let s = testapp("load").args(["-w", "2", "--threads", "2"]).start();
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let addr = s.addr.clone();
+            thread::spawn(move || {
+                let mut c = Client::connect(&addr);
+                for i in 0..50 {
+                    let body = format!("client {t} request {i}");
+                    let r = c.request("POST", "/echo", &[], body.as_bytes());
+                    assert_eq!(r.status, 200);
+                    assert_eq!(r.text(), body);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a client failed");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading the app
+// ---------------------------------------------------------------------------
+
+/// Spawns a server that must fail, and returns (exit code, log).
+fn failing_start(name: &str, app: &str) -> (Option<i32>, String) {
+    let mut s = Server::builder(name, app).spawn();
+    let status = s.wait_exit(20 * SEC);
+    (exit_code(status), s.log())
+}
+
+#[test]
+fn missing_module_exits_4_naming_it() {
+    let (code, log) = failing_start("nomod", "no_such_module_xyz:app");
+    assert_eq!(code, Some(4), "{log}");
+    assert!(
+        !log_lines_with(&log, &["no_such_module_xyz", "ModuleNotFoundError"]).is_empty(),
+        "no line names the module and the exception:\n{log}"
+    );
+}
+
+#[test]
+fn module_raising_at_import_exits_4() {
+    let (code, log) = failing_start("imperr", "import_error:app");
+    assert_eq!(code, Some(4), "{log}");
+    assert!(
+        !log_lines_with(&log, &["import_error", "ImportTimeBoom"]).is_empty(),
+        "no line names the module and the exception:\n{log}"
+    );
+}
+
+#[test]
+fn missing_callable_exits_4() {
+    let (code, log) = failing_start("nocall", "testapp:no_such_callable");
+    assert_eq!(code, Some(4), "{log}");
+    assert!(log.contains("no_such_callable"), "{log}");
+}
+
+#[test]
+fn non_callable_app_exits_4() {
+    let (code, log) = failing_start("notcall", "factory:not_callable");
+    assert_eq!(code, Some(4), "{log}");
+}
+
+#[test]
+fn factory_form_calls_the_factory() {
+    for (spec, want) in [
+        ("factory:create_app()", "hi\n"),
+        ("factory:create_app(\"hello\")", "hello\n"),
+    ] {
+        let s = Server::builder("factory", spec).start();
+        let r = s.get("/");
+        expect_status(&r, 200);
+        assert_eq!(r.text(), want, "{spec}");
+    }
+}
+
+#[test]
+fn module_alone_means_module_application() {
+    let s = Server::builder("modonly", "testapp").start();
+    assert_eq!(s.get("/").body, b"ok\n");
+}
+
+#[test]
+fn pythonpath_makes_the_module_importable() {
+    let s = Server::builder("pypath", "factory:create_app()")
+        .chdir(None)
+        .args(["--pythonpath".into(), apps_dir().into_os_string()])
+        .start();
+    assert_eq!(s.get("/").text(), "hi\n");
+}
+
+#[test]
+fn example_hello_answers_hello_world() {
+    for app in ["hello:app", "hello"] {
+        let s = Server::builder("hello", app)
+            .chdir(Some(repo_root().join("examples")))
+            .start();
+        let r = s.get("/");
+        expect_status(&r, 200);
+        assert_eq!(r.text(), "Hello, World!\n");
+        assert!(
+            r.header("content-type")
+                .unwrap_or_default()
+                .starts_with("text/plain")
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Listeners, pid file, CLI
+// ---------------------------------------------------------------------------
+
+#[test]
+fn binds_ipv4_and_ipv6_on_one_port() {
+    if TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).is_err() {
+        eprintln!("note: no IPv6 loopback on this machine; dual-stack test skipped");
+        return;
+    }
+    let port = (0..50)
+        .map(|_| free_port())
+        .find(|&p| TcpListener::bind((Ipv6Addr::LOCALHOST, p)).is_ok())
+        .expect("a port free on both families");
+    let v4 = Addr::Tcp(SocketAddr::from(([127, 0, 0, 1], port)));
+    let v6 = Addr::Tcp(SocketAddr::from((Ipv6Addr::LOCALHOST, port)));
+    let s = testapp("dual").binds(vec![v4.clone(), v6.clone()]).start();
+    assert_eq!(Client::connect(&v4).get("/").body, b"ok\n");
+    let e = Client::connect(&v6).get("/environ").json();
+    assert_eq!(e.get("REMOTE_ADDR").str(), "::1");
+    let (status, out, err) = run_with_timeout(
+        Command::new("curl").args([
+            "-sS",
+            "-g",
+            "--max-time",
+            "10",
+            &format!("http://[::1]:{port}/"),
+        ]),
+        15 * SEC,
+    );
+    assert!(status.is_some_and(|s| s.success()), "curl failed: {err}");
+    assert_eq!(out, "ok\n");
+    let log = s.log();
+    let listening = log_lines_with(&log, &["Listening at"]).join("\n");
+    assert!(
+        listening.contains(&format!("127.0.0.1:{port}"))
+            && listening.contains(&format!("[::1]:{port}")),
+        "Listening at lines do not name both listeners:\n{log}"
+    );
+}
+
+#[test]
+fn curl_talks_over_the_unix_socket() {
+    let s = testapp("curl").start();
+    let Addr::Unix(sock) = s.addr.clone() else {
+        unreachable!()
+    };
+    let sock = sock.to_str().unwrap().to_string();
+    let curl = |extra: &[&str]| {
+        let mut cmd = Command::new("curl");
+        cmd.args(["-sS", "--max-time", "10", "--unix-socket", &sock])
+            .args(extra);
+        let (status, out, err) = run_with_timeout(&mut cmd, 15 * SEC);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "curl {extra:?} failed: {err}"
+        );
+        out
+    };
+    assert_eq!(curl(&["http://localhost/"]), "ok\n");
+    let head = curl(&["-i", "http://localhost/"]).to_ascii_lowercase();
+    assert!(
+        head.contains("\nserver: ferrocorn") && head.contains("\ndate: "),
+        "{head}"
+    );
+    assert_eq!(curl(&["-d", "a=1&b=2", "http://localhost/echo"]), "a=1&b=2");
+    let file = s.dir.join("upload.bin");
+    fs::write(&file, upload_data(300_000, 5)).unwrap();
+    let chunked_echo = curl(&[
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{}", file.display()),
+        "http://localhost/sha256",
+    ]);
+    assert!(
+        chunked_echo.contains(&python_sha256(&fs::read(&file).unwrap())),
+        "{chunked_echo}"
+    );
+    let log = s.log();
+    assert!(
+        !log_lines_with(&log, &["Listening at", &format!("unix:{sock}")]).is_empty(),
+        "{log}"
+    );
+}
+
+#[test]
+fn stale_unix_socket_file_is_replaced() {
+    let b = testapp("stale");
+    let sock = b.dir().join("s.sock");
+    drop(UnixListener::bind(&sock).unwrap());
+    assert!(
+        sock.exists(),
+        "a stale socket file is left by the dropped listener"
+    );
+    assert!(UnixStream::connect(&sock).is_err());
+    let s = b.start();
+    assert_eq!(s.get("/").body, b"ok\n");
+}
+
+#[test]
+fn live_unix_socket_is_an_error() {
+    let b = testapp("live");
+    let sock = b.dir().join("s.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let mut s = b.spawn();
+    let status = s.wait_exit(15 * SEC);
+    assert!(
+        status.is_some(),
+        "the server started on a socket another process listens on"
+    );
+    assert!(!status.unwrap().success(), "exit status {status:?}");
+    assert!(
+        UnixStream::connect(&sock).is_ok(),
+        "the server removed a live socket"
+    );
+    drop(listener);
+}
+
+#[test]
+fn unix_socket_is_removed_on_exit() {
+    let mut s = testapp("rmsock").start();
+    let Addr::Unix(sock) = s.addr.clone() else {
+        unreachable!()
+    };
+    assert!(sock.exists());
+    s.signal(libc::SIGTERM);
+    assert_eq!(exit_code(s.wait_exit(15 * SEC)), Some(0));
+    assert!(!sock.exists(), "socket file left behind");
+}
+
+#[test]
+fn pid_file_is_written_and_removed() {
+    let b = testapp("pidfile");
+    let pidfile = b.dir().join("app.pid");
+    let mut s = b.arg("-p").arg(&pidfile).start();
+    let content = fs::read_to_string(&pidfile).expect("pid file");
+    assert_eq!(content.trim(), s.pid().to_string());
+    s.signal(libc::SIGTERM);
+    assert_eq!(exit_code(s.wait_exit(15 * SEC)), Some(0));
+    assert!(!pidfile.exists(), "pid file left behind");
+}
+
+#[test]
+fn inherited_fd_is_served() {
+    let b = testapp("fdbind");
+    let sock = b.dir().join("fd.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let fd = listener.as_raw_fd();
+    let s = b
+        .inherit_fd(fd)
+        .arg("-b")
+        .arg(format!("fd://{fd}"))
+        .no_bind(Addr::Unix(sock))
+        .start();
+    assert_eq!(s.get("/").body, b"ok\n");
+    drop(listener);
+}
+
+#[test]
+fn systemd_socket_activation_serves() {
+    let ssa = [
+        "/usr/bin/systemd-socket-activate",
+        "/bin/systemd-socket-activate",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists());
+    let Some(ssa) = ssa else {
+        eprintln!("note: systemd-socket-activate not installed; socket activation test skipped");
+        return;
+    };
+    let b = testapp("ssa");
+    let sock = b.dir().join("a.sock");
+    let mut s = b
+        .wrapper([
+            ssa,
+            "-E",
+            "PYTHONDONTWRITEBYTECODE=1",
+            "-l",
+            sock.to_str().unwrap(),
+        ])
+        .no_bind(Addr::Unix(sock.clone()))
+        .start();
+    assert_eq!(s.get("/").body, b"ok\n");
+    for key in ["LISTEN_FDS", "LISTEN_PID"] {
+        let v = s.get(&format!("/osenv?key={key}")).json();
+        assert_eq!(
+            v.get("value"),
+            &Value::Null,
+            "{key} leaked into the app's environment"
+        );
+    }
+    s.signal(libc::SIGTERM);
+    assert_eq!(exit_code(s.wait_exit(15 * SEC)), Some(0));
+    assert!(
+        sock.exists(),
+        "the server unlinked a socket it did not create"
+    );
+}
+
+#[test]
+fn address_in_use_exits_1() {
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Addr::Tcp(holder.local_addr().unwrap());
+    let mut s = testapp("inuse").binds(vec![addr]).spawn();
+    let status = s.wait_exit(20 * SEC);
+    assert_eq!(exit_code(status), Some(1), "{}", s.log());
+}
+
+#[test]
+fn bad_cli_values_exit_78() {
+    for bad in [
+        &["-w", "lots"][..],
+        &["--threads", "x"],
+        &["-b", "127.0.0.1:notaport"],
+        &["--keep-alive", "-3"],
+    ] {
+        let mut s = testapp("badcli").args(bad.iter().copied()).spawn();
+        let status = s.wait_exit(10 * SEC);
+        assert_eq!(exit_code(status), Some(78), "{bad:?}: {}", s.log());
+    }
+}
+
+#[test]
+fn version_flag_prints_the_version() {
+    let (status, out, err) = run_with_timeout(Command::new(BIN).arg("--version"), 10 * SEC);
+    assert_eq!(exit_code(status), Some(0), "{err}");
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains("ferrocorn") && all.contains(env!("CARGO_PKG_VERSION")),
+        "{all}"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Flask in a virtualenv
+// ---------------------------------------------------------------------------
+
+#[test]
+fn flask_app_serves_from_virtualenv() {
+    let venv = repo_root().join(".venv");
+    if !venv.join("bin").join("python").exists() {
+        if std::env::var("FERROCORN_SKIP_VENV_TESTS").as_deref() == Ok("1") {
+            eprintln!("note: FERROCORN_SKIP_VENV_TESTS=1; virtualenv test skipped");
+            return;
+        }
+        panic!(
+            "{} is missing: run `make venv` (or set FERROCORN_SKIP_VENV_TESTS=1)",
+            venv.display()
+        );
+    }
+    let s = Server::builder("flask", "flask_app:app")
+        .chdir(Some(repo_root().join("examples")))
+        .arg("--virtualenv")
+        .arg(&venv)
+        .start();
+    let mut c = s.client();
+    let r = c.get("/");
+    expect_status(&r, 200);
+    assert!(
+        r.text().contains("ferrocorn") && r.text().contains("<form"),
+        "{}",
+        r.summary()
+    );
+    let r = c.request(
+        "POST",
+        "/greet",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"name=Ada+Lovelace",
+    );
+    expect_status(&r, 303);
+    let location = r.header("location").unwrap_or_default().to_string();
+    assert!(
+        location.ends_with("/hello/Ada%20Lovelace"),
+        "Location: {location}"
+    );
+    let path = location.trim_start_matches("http://localhost");
+    let r = c.get(path);
+    expect_status(&r, 200);
+    assert!(r.text().contains("Hello, Ada Lovelace!"), "{}", r.summary());
+    let r = c.get("/api/info");
+    expect_status(&r, 200);
+    let j = r.json();
+    assert_eq!(j.get("method").str(), "GET");
+    assert_eq!(j.get("server").str(), "ferrocorn");
+    assert!(!j.get("multithread").bool());
+    let prefix = fs::canonicalize(j.get("prefix").str()).unwrap();
+    assert_eq!(
+        prefix,
+        fs::canonicalize(&venv).unwrap(),
+        "sys.prefix is not the virtualenv"
+    );
+    let r = c.get("/stream?n=4");
+    expect_status(&r, 200);
+    assert_eq!(r.framing, Framing::Chunked);
+    assert_eq!(r.text().lines().count(), 4, "{}", r.summary());
+    assert!(r.text().starts_with("chunk 0 of 4 (/stream)\n"));
+    // flask_probe.py: Flask itself must come from the virtualenv.
+    let s = Server::builder("flaskprobe", "flask_probe:app")
+        .arg("--virtualenv")
+        .arg(&venv)
+        .start();
+    let j = s.get("/").json();
+    let flask_file = fs::canonicalize(j.get("flask").str()).unwrap();
+    assert!(
+        flask_file.starts_with(fs::canonicalize(&venv).unwrap()),
+        "flask imported from {flask_file:?}"
+    );
+}
