@@ -11,6 +11,8 @@ pub mod http;
 pub mod listeners;
 pub mod logging;
 pub mod master;
+pub mod notify;
+pub mod privileges;
 pub mod signals;
 pub mod worker;
 pub mod wsgi;
@@ -20,7 +22,7 @@ use master::exit;
 
 /// Run ferrocorn with this process's command line; returns the exit status.
 pub fn main() -> i32 {
-    let settings = match Settings::from_args(std::env::args_os()) {
+    let settings = match Settings::from_env_and_args(std::env::args_os().collect()) {
         Ok(Ok(settings)) => settings,
         Ok(Err(e)) => {
             eprintln!("ferrocorn: configuration error: {e}");
@@ -35,7 +37,15 @@ pub fn main() -> i32 {
             };
         }
     };
-    logging::init(settings.log_level);
+    logging::init(settings.log_level, settings.log_target);
+    if let Err(e) = logging::access::init(settings.access_log.as_ref(), &settings.access_log_format)
+    {
+        tracing::error!("access log: {e}");
+        return exit::CONFIG;
+    }
+    if let Some(mask) = settings.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    }
 
     if let Some(dir) = &settings.chdir {
         if let Err(e) = std::env::set_current_dir(dir) {
@@ -67,19 +77,23 @@ pub fn main() -> i32 {
         unsafe { std::env::set_var(key, value) };
     }
 
-    let listeners = match listeners::open(&settings.bind, settings.backlog) {
-        Ok(l) => l,
+    let sockets = match listeners::open(&settings.bind, settings.backlog) {
+        Ok(s) => s,
+        Err(e @ listeners::ListenError::BadFd { .. }) => {
+            tracing::error!("{e}");
+            notify::failed(&e.to_string(), None);
+            return exit::CONFIG;
+        }
         Err(e) => {
             tracing::error!("{e}");
+            notify::failed(&e.to_string(), e.errno());
             return exit::FAILURE;
         }
     };
-    // SAFETY: still single-threaded; workers must not see systemd's socket
-    // names (listenfd already removed LISTEN_FDS and LISTEN_PID).
-    unsafe { std::env::remove_var("LISTEN_FDNAMES") };
+    let listeners = &sockets.http;
 
     tracing::info!("Starting ferrocorn {}", env!("CARGO_PKG_VERSION"));
-    for l in &listeners {
+    for l in listeners {
         tracing::info!("Listening at: {} ({})", l.addr, std::process::id());
     }
     let mode = if settings.threads > 1 {
@@ -92,5 +106,10 @@ pub fn main() -> i32 {
         settings.workers,
         settings.threads
     );
-    master::run(settings, listeners)
+    if let Err(e) = privileges::drop_privileges(settings.user, settings.group) {
+        tracing::error!("{e}");
+        notify::failed(&e.to_string(), None);
+        return exit::CONFIG;
+    }
+    master::run(settings, sockets)
 }

@@ -126,6 +126,16 @@ pub enum ListenError {
     Resolve(String),
 }
 
+impl ListenError {
+    /// The errno behind the failure, for sd_notify's `ERRNO=`.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            ListenError::Bind { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
+    }
+}
+
 impl Listener {
     /// Unlink the UNIX socket file if this process created it.
     pub fn remove_created_path(&self) {
@@ -163,30 +173,76 @@ impl Listener {
     }
 }
 
+/// Names of inherited sockets that carry another role than HTTP
+/// (`FileDescriptorName=` in the socket unit; DESIGN §5): held, not served.
+const NON_HTTP_NAMES: [&str; 2] = ["metrics", "control"];
+
+/// What systemd or the command line gave us to listen on.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    /// The sockets served as HTTP.
+    pub http: Vec<Listener>,
+    /// Inherited sockets with another role, by name: kept open (close-on-exec)
+    /// but not served; workers close their copies.
+    pub reserved: Vec<(String, OwnedFd)>,
+}
+
 /// The listeners to serve: systemd's when `LISTEN_FDS`/`LISTEN_PID` name us
-/// (the variables are unset either way), else one per `binds` entry.
+/// (the variables, and `LISTEN_FDNAMES`, are unset either way), else one per
+/// `binds` entry. Inherited sockets are used as they are: no second listen(2).
 ///
-/// Errors: the first address that cannot be bound or adopted.
-pub fn open(binds: &[Bind], backlog: i32) -> Result<Vec<Listener>, ListenError> {
+/// Errors: the first address that cannot be bound or adopted, or an
+/// inherited socket that is a connection (`Accept=yes`), not a listener.
+pub fn open(binds: &[Bind], backlog: i32) -> Result<Sockets, ListenError> {
+    let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
+    let mut names = names.split(':');
     let mut inherited = listenfd::ListenFd::from_env();
-    if inherited.len() > 0 {
-        let mut out = Vec::with_capacity(inherited.len());
-        for idx in 0..inherited.len() {
-            let fd = inherited
-                .take_raw_fd(idx)
-                .map_err(|e| ListenError::BadFd {
-                    fd: 3 + idx as RawFd,
-                    reason: e.to_string(),
-                })?
-                .ok_or(ListenError::BadFd {
-                    fd: 3 + idx as RawFd,
-                    reason: "already taken".into(),
-                })?;
-            out.push(adopt_fd(fd)?);
-        }
-        return Ok(out);
+    // SAFETY: called from the single-threaded start-up; nothing reads the
+    // environment concurrently.
+    unsafe { std::env::remove_var("LISTEN_FDNAMES") };
+    if inherited.len() == 0 {
+        let http = binds.iter().map(|b| bind(b, backlog)).collect::<Result<_, _>>()?;
+        return Ok(Sockets {
+            http,
+            reserved: Vec::new(),
+        });
     }
-    binds.iter().map(|b| bind(b, backlog)).collect()
+    let mut sockets = Sockets::default();
+    for idx in 0..inherited.len() {
+        let fd = 3 + idx as RawFd;
+        let name = names.next().unwrap_or_default().to_string();
+        let raw = inherited
+            .take_raw_fd(idx)
+            .ok()
+            .flatten()
+            .ok_or_else(|| ListenError::BadFd {
+                fd,
+                reason: "not passed by systemd".into(),
+            })?;
+        if NON_HTTP_NAMES.contains(&name.as_str()) {
+            // SAFETY: systemd passed this fd for this process to own.
+            let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+            let _ = nix::fcntl::fcntl(
+                &owned,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+            tracing::info!("inherited fd {raw} named {name:?}: reserved, not served as HTTP");
+            sockets.reserved.push((name, owned));
+            continue;
+        }
+        let listener = adopt_fd(raw)?;
+        if !listener.socket.is_listener().unwrap_or(false) {
+            return Err(ListenError::BadFd {
+                fd: raw,
+                reason: "it is a connection, not a listening socket: socket units with \
+                         Accept=yes start one process per connection, which a pre-fork \
+                         server is not; use Accept=no"
+                    .into(),
+            });
+        }
+        sockets.http.push(listener);
+    }
+    Ok(sockets)
 }
 
 fn adopt_fd(fd: RawFd) -> Result<Listener, ListenError> {

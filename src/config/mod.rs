@@ -33,8 +33,16 @@ fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
 }
 
 /// `ferrocorn [OPTIONS] MODULE[:CALLABLE]` — flags and defaults as Gunicorn's.
+/// A flag given twice keeps the last value, so the command line overrides
+/// `FERROCORN_CMD_ARGS`.
 #[derive(Debug, Parser)]
-#[command(name = "ferrocorn", version, about, max_term_width = 100)]
+#[command(
+    name = "ferrocorn",
+    version,
+    about,
+    max_term_width = 100,
+    args_override_self = true
+)]
 struct Cli {
     /// The WSGI application: `MODULE:CALLABLE`, `MODULE` (callable `application`),
     /// or a factory call `MODULE:create_app()` / `MODULE:create_app("arg")`.
@@ -114,6 +122,30 @@ struct Cli {
     /// Log level: debug, info, warning, error or critical.
     #[arg(long, value_name = "LEVEL", default_value = "info")]
     log_level: String,
+
+    /// Where logs go: auto (the journal when stderr is connected to it), stderr or journald.
+    #[arg(long, value_name = "TARGET", default_value = "auto")]
+    log_target: String,
+
+    /// Write an access log line per request to FILE; `-` sends it to the log target.
+    #[arg(long, value_name = "FILE")]
+    access_logfile: Option<PathBuf>,
+
+    /// Access log format, Gunicorn's atoms (%(h)s, %(r)s, %(s)s, ...).
+    #[arg(long, value_name = "FORMAT", default_value = crate::logging::access::DEFAULT_FORMAT)]
+    access_logformat: String,
+
+    /// Run as this user (name or uid) once the sockets are bound.
+    #[arg(short = 'u', long, value_name = "USER")]
+    user: Option<String>,
+
+    /// Run as this group (name or gid) once the sockets are bound.
+    #[arg(short = 'g', long, value_name = "GROUP")]
+    group: Option<String>,
+
+    /// File mode creation mask (octal, e.g. 027), set before binding.
+    #[arg(short = 'm', long, value_name = "MASK")]
+    umask: Option<String>,
 }
 
 /// Validated settings; Gunicorn's setting names, durations in seconds.
@@ -149,8 +181,40 @@ pub struct Settings {
     pub raw_env: Vec<(String, String)>,
     /// PID file path.
     pub pidfile: Option<PathBuf>,
-    /// tracing filter directive derived from `--log-level`.
+    /// Lowest level logged, from `--log-level`.
     pub log_level: tracing::Level,
+    /// Where logs go.
+    pub log_target: LogTarget,
+    /// Access log destination; `None` = off.
+    pub access_log: Option<AccessLog>,
+    /// Access log format (Gunicorn's `access_log_format`).
+    pub access_log_format: String,
+    /// Uid to switch to after binding.
+    pub user: Option<nix::unistd::Uid>,
+    /// Gid to switch to after binding.
+    pub group: Option<nix::unistd::Gid>,
+    /// umask(2) value to set at start.
+    pub umask: Option<u32>,
+}
+
+/// `--log-target`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    /// The journal when `JOURNAL_STREAM` names our stderr, else stderr.
+    Auto,
+    /// Human-readable lines on stderr.
+    Stderr,
+    /// Native journald entries.
+    Journald,
+}
+
+/// `--access-logfile`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessLog {
+    /// `-`: through the log target (stderr or the journal, with fields).
+    LogTarget,
+    /// Appended to this file.
+    File(PathBuf),
 }
 
 /// Hard ceilings, as Gunicorn's (`MAX_REQUEST_LINE`, `MAX_HEADERS`).
@@ -169,6 +233,32 @@ impl Settings {
     {
         let cli = Cli::try_parse_from(args)?;
         Ok(Settings::validate(cli))
+    }
+
+    /// Parse `argv` with the arguments of `FERROCORN_CMD_ARGS` (or Gunicorn's
+    /// `GUNICORN_CMD_ARGS`) inserted before the command line's own, so a
+    /// systemd `EnvironmentFile=` can carry the settings and flags given on
+    /// the command line win.
+    ///
+    /// Errors: as [`Settings::from_args`]; badly quoted environment
+    /// arguments are a [`ConfigError`].
+    pub fn from_env_and_args(
+        argv: Vec<OsString>,
+    ) -> Result<Result<Settings, ConfigError>, clap::Error> {
+        let mut argv = argv.into_iter();
+        let mut all: Vec<OsString> = argv.next().into_iter().collect();
+        for var in ["FERROCORN_CMD_ARGS", "GUNICORN_CMD_ARGS"] {
+            let Ok(value) = std::env::var(var) else {
+                continue;
+            };
+            match shlex::split(&value) {
+                Some(words) => all.extend(words.into_iter().map(OsString::from)),
+                None => return Ok(Err(bad("cmd_args", format!("{var}: unbalanced quotes")))),
+            }
+            break;
+        }
+        all.extend(argv);
+        Settings::from_args(all)
     }
 
     fn validate(cli: Cli) -> Result<Settings, ConfigError> {
@@ -233,6 +323,44 @@ impl Settings {
             }
         };
         let virtualenv = cli.virtualenv.filter(|v| !v.as_os_str().is_empty());
+        let log_target = match cli.log_target.as_str() {
+            "auto" => LogTarget::Auto,
+            "stderr" => LogTarget::Stderr,
+            "journald" => LogTarget::Journald,
+            other => {
+                return Err(bad(
+                    "log_target",
+                    format!("{other:?}: expected auto, stderr or journald"),
+                ));
+            }
+        };
+        let access_log = cli.access_logfile.map(|p| {
+            if p.as_os_str() == "-" {
+                AccessLog::LogTarget
+            } else {
+                AccessLog::File(p)
+            }
+        });
+        let user = cli.user.as_deref().map(resolve_user).transpose()?;
+        let group = match cli.group.as_deref() {
+            Some(g) => Some(resolve_group(g)?),
+            // As Gunicorn: the user's primary group unless one is named.
+            None => match user {
+                Some(uid) => nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.gid),
+                None => None,
+            },
+        };
+        let umask = cli
+            .umask
+            .as_deref()
+            .map(|m| {
+                let digits = m.strip_prefix("0o").unwrap_or(m);
+                u32::from_str_radix(digits, 8)
+                    .ok()
+                    .filter(|&v| v <= 0o777)
+                    .ok_or_else(|| bad("umask", format!("{m:?}: expected an octal mode like 027")))
+            })
+            .transpose()?;
         Ok(Settings {
             app: cli.app,
             bind,
@@ -254,7 +382,42 @@ impl Settings {
             raw_env,
             pidfile: cli.pid,
             log_level,
+            log_target,
+            access_log,
+            access_log_format: cli.access_logformat,
+            user,
+            group,
+            umask,
         })
+    }
+}
+
+fn resolve_user(name: &str) -> Result<nix::unistd::Uid, ConfigError> {
+    let found = match name.parse::<u32>() {
+        Ok(id) => nix::unistd::User::from_uid(id.into()),
+        Err(_) => nix::unistd::User::from_name(name),
+    };
+    match found {
+        Ok(Some(u)) => Ok(u.uid),
+        // A numeric id need not exist in the user database.
+        _ => name
+            .parse::<u32>()
+            .map(Into::into)
+            .map_err(|_| bad("user", format!("no user named {name:?}"))),
+    }
+}
+
+fn resolve_group(name: &str) -> Result<nix::unistd::Gid, ConfigError> {
+    let found = match name.parse::<u32>() {
+        Ok(id) => nix::unistd::Group::from_gid(id.into()),
+        Err(_) => nix::unistd::Group::from_name(name),
+    };
+    match found {
+        Ok(Some(g)) => Ok(g.gid),
+        _ => name
+            .parse::<u32>()
+            .map(Into::into)
+            .map_err(|_| bad("group", format!("no group named {name:?}"))),
     }
 }
 
@@ -302,6 +465,23 @@ mod tests {
             parse(&["--log-level", "loud", "app"]).unwrap_err().setting,
             "loglevel"
         );
+    }
+
+    #[test]
+    fn later_flags_override_earlier_ones() {
+        let s = parse(&["-w", "3", "--keep-alive", "5", "-w", "2", "app"]).unwrap();
+        assert_eq!(s.workers, 2);
+        assert_eq!(s.keepalive, Duration::from_secs(5));
+    }
+
+    #[test]
+    fn users_groups_and_umask_resolve() {
+        let s = parse(&["-u", "root", "-g", "0", "-m", "027", "app"]).unwrap();
+        assert_eq!(s.user, Some(0.into()));
+        assert_eq!(s.group, Some(0.into()));
+        assert_eq!(s.umask, Some(0o027));
+        assert_eq!(parse(&["-u", "no-such-user-x", "app"]).unwrap_err().setting, "user");
+        assert_eq!(parse(&["-m", "999", "app"]).unwrap_err().setting, "umask");
     }
 
     #[test]

@@ -1,25 +1,33 @@
 //! The master process (DESIGN §1): owns the listeners, forks the workers,
-//! reaps and respawns them, and turns signals into state changes. It never
-//! serves a request and never starts Python.
+//! reaps and respawns them, turns signals into state changes and tells
+//! systemd the truth. It never serves a request and never starts Python.
 //!
-//! One thread, one loop: drain signals → reap → stop or top up → wait
-//! (≤ 1 s) for the next signal → repeat. Invariant: the master stays single-threaded, because fork(2)
-//! is only safe from a single-threaded process.
+//! One thread, one loop: drain signals → reap → stop, or top up and promote
+//! a ready generation → tell systemd → wait (≤ 1 s) → repeat. Invariants:
+//! the master stays single-threaded, because fork(2) is only safe from a
+//! single-threaded process; a generation replaces the previous one only
+//! once every one of its workers is ready, so a reload never leaves the
+//! listeners unserved.
 
+pub mod scoreboard;
 mod spawn;
 
 use std::collections::HashMap;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::config::Settings;
-use crate::listeners::Listener;
+use crate::listeners::Sockets;
+use crate::notify;
 use crate::signals::SignalPipe;
+use scoreboard::{Slot, State as SlotState};
 
 /// Exit statuses: the contract with systemd's `RestartPreventExitStatus=`.
 pub mod exit {
@@ -54,12 +62,27 @@ const QUICK_STOP: Duration = Duration::from_secs(2);
 /// A worker that dies sooner than this after its fork is crashing at boot:
 /// its replacement waits as long, so a crash loop cannot spin the CPU.
 const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
+/// After the app failed to import in a respawned worker while others still
+/// serve, try again this much later.
+const IMPORT_RETRY: Duration = Duration::from_secs(5);
+/// A worker whose event loop has not turned for this long (and that is not
+/// inside a request younger than `--timeout`) is taken for wedged.
+const HEARTBEAT_STALE: Duration = Duration::from_secs(10);
+/// Each `EXTEND_TIMEOUT_USEC` asks for this much more start-up time…
+const EXTEND_STEP: Duration = Duration::from_secs(5);
+/// …for at most this long, so a hung import still times out in the end.
+const EXTEND_LIMIT: Duration = Duration::from_secs(600);
+/// `STATUS=` is sent at most this often.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 struct Worker {
-    /// Replaced by HUP or removed by TTOU: TERM was sent, do not count it.
+    /// Replaced or removed: TERM was sent, do not count it.
     retiring: bool,
     started: Instant,
+    generation: u32,
+    /// Index into the scoreboard.
+    slot: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -71,26 +94,37 @@ enum State {
 #[derive(Debug)]
 struct Master {
     settings: Settings,
-    listeners: Vec<Listener>,
+    sockets: Sockets,
     signals: Option<SignalPipe>,
+    /// Workers write a byte here when their state changes, to wake us.
+    reports: (OwnedFd, OwnedFd),
+    board: &'static [Slot],
     workers: HashMap<Pid, Worker>,
     wanted: usize,
+    /// The generation being spawned; older ones retire once it is ready.
+    generation: u32,
+    /// The first generation has been ready (READY=1 sent).
+    served: bool,
+    /// A HUP is in progress (RELOADING=1 sent, READY=1 owed).
+    reloading: bool,
     state: State,
     exit_code: i32,
     pidfile: Option<PathBuf>,
-    /// No spawning before this instant (see `RESPAWN_BACKOFF`).
+    /// No spawning before this instant.
     respawn_at: Instant,
+    started: Instant,
+    watchdog: Option<Duration>,
+    next_ping: Instant,
+    last_status: (Instant, String),
+    /// Requests served by workers already reaped.
+    requests_reaped: u64,
 }
 
 /// Block every signal around fork, so none reaches a child before it has
 /// installed its own handlers (the inherited ones write to the master's pipe).
 pub(crate) fn block_signals() -> SigSet {
     let mut old = SigSet::empty();
-    let _ = sigprocmask(
-        SigmaskHow::SIG_SETMASK,
-        Some(&SigSet::all()),
-        Some(&mut old),
-    );
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old));
     old
 }
 
@@ -100,31 +134,47 @@ pub(crate) fn unblock_signals() {
 }
 
 /// Run the master until it stops; returns the process exit status.
-pub fn run(settings: Settings, listeners: Vec<Listener>) -> i32 {
-    let signals = match SignalPipe::install(&SIGNALS) {
-        Ok(s) => s,
+pub fn run(settings: Settings, sockets: Sockets) -> i32 {
+    let setup = || -> Result<_, String> {
+        let signals = SignalPipe::install(&SIGNALS).map_err(|e| format!("signal handlers: {e}"))?;
+        let reports = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+            .map_err(|e| format!("report pipe: {e}"))?;
+        let board = scoreboard::create().map_err(|e| format!("scoreboard: {e}"))?;
+        if let Some(path) = &settings.pidfile {
+            std::fs::write(path, format!("{}\n", std::process::id()))
+                .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
+        }
+        Ok((signals, reports, board))
+    };
+    let (signals, reports, board) = match setup() {
+        Ok(parts) => parts,
         Err(e) => {
-            tracing::error!("cannot install signal handlers: {e}");
+            tracing::error!("{e}");
+            notify::failed(&e, None);
             return exit::FAILURE;
         }
     };
-    let pidfile = settings.pidfile.clone();
-    if let Some(path) = &pidfile {
-        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
-            tracing::error!("cannot write pid file {}: {e}", path.display());
-            return exit::FAILURE;
-        }
-    }
+    let now = Instant::now();
     let mut master = Master {
         wanted: settings.workers,
+        pidfile: settings.pidfile.clone(),
         settings,
-        listeners,
+        sockets,
         signals: Some(signals),
+        reports,
+        board,
         workers: HashMap::new(),
+        generation: 0,
+        served: false,
+        reloading: false,
         state: State::Running,
         exit_code: exit::OK,
-        pidfile,
-        respawn_at: Instant::now(),
+        respawn_at: now,
+        started: now,
+        watchdog: notify::watchdog_interval(),
+        next_ping: now,
+        last_status: (now.checked_sub(STATUS_INTERVAL).unwrap_or(now), String::new()),
+        requests_reaped: 0,
     };
     master.run_loop();
     master.cleanup();
@@ -134,17 +184,17 @@ pub fn run(settings: Settings, listeners: Vec<Listener>) -> i32 {
 impl Master {
     fn run_loop(&mut self) {
         loop {
-            let queued = self
-                .signals
-                .as_ref()
-                .map(SignalPipe::drain)
-                .unwrap_or_default();
+            let queued = self.signals.as_ref().map(SignalPipe::drain).unwrap_or_default();
             for signal in queued {
                 self.handle_signal(signal);
             }
+            self.drain_reports();
             self.reap();
             match self.state {
-                State::Running => self.spawn_missing(),
+                State::Running => {
+                    self.spawn_missing();
+                    self.promote_ready_generation();
+                }
                 State::Stopping { deadline, killed } => {
                     if self.workers.is_empty() {
                         return;
@@ -160,20 +210,35 @@ impl Master {
                     }
                 }
             }
+            self.tell_systemd();
             self.wait();
         }
     }
 
-    /// Sleep until a signal arrives or a second passes.
+    /// Sleep until a signal or a worker report arrives, a second passes, or
+    /// the next watchdog ping is due.
     fn wait(&self) {
         let Some(signals) = &self.signals else { return };
-        let mut fds = [PollFd::new(signals.fd(), PollFlags::POLLIN)];
-        let _ = poll(&mut fds, PollTimeout::from(1000u16));
+        let mut timeout = Duration::from_secs(1);
+        if self.watchdog.is_some() {
+            timeout = timeout.min(self.next_ping.saturating_duration_since(Instant::now()));
+        }
+        let mut fds = [
+            PollFd::new(signals.fd(), PollFlags::POLLIN),
+            PollFd::new(self.reports.0.as_fd(), PollFlags::POLLIN),
+        ];
+        let ms = u16::try_from(timeout.as_millis()).unwrap_or(1000);
+        let _ = poll(&mut fds, PollTimeout::from(ms));
+    }
+
+    fn drain_reports(&self) {
+        let mut buf = [0u8; 256];
+        while let Ok(1..) = nix::unistd::read(&self.reports.0, &mut buf) {}
     }
 
     fn handle_signal(&mut self, signal: Signal) {
         match signal {
-            Signal::SIGCHLD | Signal::SIGWINCH | Signal::SIGUSR1 | Signal::SIGUSR2 => {}
+            Signal::SIGCHLD | Signal::SIGWINCH | Signal::SIGUSR2 => {}
             Signal::SIGHUP => self.reload(),
             Signal::SIGTERM => match self.state {
                 State::Running => self.stop(true),
@@ -182,39 +247,71 @@ impl Master {
             },
             Signal::SIGINT | Signal::SIGQUIT => self.stop(false),
             Signal::SIGTTIN => {
-                self.wanted += 1;
+                self.wanted = (self.wanted + 1).min(scoreboard::CAPACITY);
                 tracing::info!("Handling signal: ttin; workers: {}", self.wanted);
             }
             Signal::SIGTTOU if self.wanted > 1 => {
                 self.wanted -= 1;
                 tracing::info!("Handling signal: ttou; workers: {}", self.wanted);
-                self.retire(1);
+                self.retire(|w, g| w.generation == g, 1);
+            }
+            Signal::SIGUSR1 => {
+                tracing::info!("Handling signal: usr1; reopening log files");
+                crate::logging::access::reopen();
+                self.signal_all(Signal::SIGUSR1);
             }
             _ => {}
         }
     }
 
-    /// HUP: replace every worker. New ones start at once; old ones finish
-    /// their in-flight requests, so the listeners never go unserved.
+    /// HUP: start a new generation that re-imports the app. The current one
+    /// keeps serving until every new worker is ready (`promote_ready_generation`).
     fn reload(&mut self) {
-        if !matches!(self.state, State::Running) {
+        if !matches!(self.state, State::Running) || self.reloading {
             return;
         }
-        tracing::info!("Handling signal: hup; restarting workers");
-        let current = self.workers.values().filter(|w| !w.retiring).count();
-        self.retire(current);
+        tracing::info!("Handling signal: hup; starting generation {}", self.generation + 1);
+        notify::reloading();
+        self.reloading = true;
+        self.generation += 1;
     }
 
-    /// TERM `n` serving workers (lowest pids first, i.e. usually the oldest).
-    fn retire(&mut self, n: usize) {
-        let mut pids: Vec<Pid> = self
+    /// When every worker of the current generation is ready: retire the
+    /// older generations and, if that was a start or a reload, say READY=1.
+    fn promote_ready_generation(&mut self) {
+        let current = self.generation;
+        let ready = self
+            .workers
+            .values()
+            .filter(|w| w.generation == current && !w.retiring)
+            .filter(|w| self.board[w.slot].state() == SlotState::Ready)
+            .count();
+        if ready < self.wanted {
+            return;
+        }
+        self.retire(|w, g| w.generation < g, usize::MAX);
+        if !self.served || self.reloading {
+            let what = if self.served { "Reload complete" } else { "Ready" };
+            tracing::info!("{what}: generation {current}, {ready} worker(s) serving");
+            self.served = true;
+            self.reloading = false;
+            let line = self.status_line();
+            notify::ready(&line);
+            self.last_status.1 = line;
+        }
+    }
+
+    /// TERM up to `n` serving workers that `which(worker, generation)`
+    /// selects, oldest first.
+    fn retire(&mut self, which: impl Fn(&Worker, u32) -> bool, n: usize) {
+        let mut pids: Vec<(Instant, Pid)> = self
             .workers
             .iter()
-            .filter(|(_, w)| !w.retiring)
-            .map(|(&pid, _)| pid)
+            .filter(|(_, w)| !w.retiring && which(w, self.generation))
+            .map(|(&pid, w)| (w.started, pid))
             .collect();
         pids.sort();
-        for pid in pids.into_iter().take(n) {
+        for (_, pid) in pids.into_iter().take(n) {
             if let Some(w) = self.workers.get_mut(&pid) {
                 w.retiring = true;
             }
@@ -229,13 +326,11 @@ impl Master {
             (Signal::SIGQUIT, QUICK_STOP, "quick")
         };
         tracing::info!("Shutting down: {how} stop");
+        notify::stopping();
         self.signal_all(signal);
         let deadline = Instant::now() + grace;
         self.state = match self.state {
-            State::Stopping {
-                deadline: d,
-                killed,
-            } => State::Stopping {
+            State::Stopping { deadline: d, killed } => State::Stopping {
                 deadline: d.min(deadline),
                 killed,
             },
@@ -263,6 +358,9 @@ impl Master {
             let Some(worker) = self.workers.remove(&pid) else {
                 continue;
             };
+            let slot = &self.board[worker.slot];
+            self.requests_reaped += slot.requests();
+            slot.set_state(SlotState::Free);
             let stopping = matches!(self.state, State::Stopping { .. }) || worker.retiring;
             let crashed = !matches!(status, WaitStatus::Exited(_, exit::OK));
             if crashed && !stopping && worker.started.elapsed() < RESPAWN_BACKOFF {
@@ -272,11 +370,8 @@ impl Master {
                 WaitStatus::Exited(_, exit::OK) => {
                     tracing::info!("Worker exited (pid: {pid})");
                 }
-                WaitStatus::Exited(_, exit::APP_LOAD_ERROR) => {
-                    self.halt(exit::APP_LOAD_ERROR, "App failed to load.");
-                }
-                WaitStatus::Exited(_, exit::WORKER_BOOT_ERROR) => {
-                    self.halt(exit::WORKER_BOOT_ERROR, "Worker failed to boot.");
+                WaitStatus::Exited(_, code @ (exit::APP_LOAD_ERROR | exit::WORKER_BOOT_ERROR)) => {
+                    self.boot_failed(&worker, code);
                 }
                 WaitStatus::Exited(_, code) => {
                     tracing::warn!("Worker (pid: {pid}) exited with code {code}");
@@ -293,11 +388,44 @@ impl Master {
         }
     }
 
-    /// Stop everything because a worker cannot run the app: respawning would
-    /// only fail again.
+    /// A worker could not import the app (4) or start Python (3).
+    fn boot_failed(&mut self, worker: &Worker, code: i32) {
+        let reason = if code == exit::APP_LOAD_ERROR {
+            "App failed to load."
+        } else {
+            "Worker failed to boot."
+        };
+        if !self.served {
+            // First start: respawning would only fail again.
+            return self.halt(code, reason);
+        }
+        if self.reloading && worker.generation == self.generation {
+            // The new code is broken: keep the generation that works.
+            tracing::error!(
+                "Reload failed: {reason} Generation {} keeps serving",
+                self.generation - 1
+            );
+            let abandoned = self.generation;
+            self.generation -= 1;
+            self.reloading = false;
+            for (&pid, w) in self.workers.iter_mut() {
+                if w.generation == abandoned {
+                    w.retiring = true;
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
+            notify::ready(&format!("reload failed ({reason}); {}", self.status_line()));
+            return;
+        }
+        tracing::error!("{reason} Other workers keep serving; retrying in {IMPORT_RETRY:?}");
+        self.respawn_at = Instant::now() + IMPORT_RETRY;
+    }
+
+    /// Stop everything because a worker cannot run the app.
     fn halt(&mut self, code: i32, reason: &str) {
         if self.exit_code == exit::OK {
             tracing::error!("Shutting down: {reason} (exit status {code})");
+            notify::failed(reason, None);
             self.exit_code = code;
         }
         if matches!(self.state, State::Running) {
@@ -309,17 +437,29 @@ impl Master {
         if Instant::now() < self.respawn_at {
             return;
         }
-        let serving = self.workers.values().filter(|w| !w.retiring).count();
+        let generation = self.generation;
+        let serving = self
+            .workers
+            .values()
+            .filter(|w| !w.retiring && w.generation == generation)
+            .count();
         for _ in serving..self.wanted {
-            match spawn::fork_worker(self) {
+            let Some(slot) = scoreboard::claim(self.board) else {
+                tracing::error!("scoreboard full: no worker above {}", scoreboard::CAPACITY);
+                return;
+            };
+            match spawn::fork_worker(self, slot) {
                 Ok(pid) => {
                     let worker = Worker {
                         retiring: false,
                         started: Instant::now(),
+                        generation,
+                        slot,
                     };
                     self.workers.insert(pid, worker);
                 }
                 Err(e) => {
+                    self.board[slot].set_state(SlotState::Free);
                     tracing::error!("cannot fork a worker: {e}");
                     return;
                 }
@@ -327,8 +467,63 @@ impl Master {
         }
     }
 
+    /// `STATUS=` (at most once a second, when it changed), `WATCHDOG=1` while
+    /// some worker is alive, and more start-up time while the app imports.
+    fn tell_systemd(&mut self) {
+        let now = Instant::now();
+        if matches!(self.state, State::Running)
+            && now.duration_since(self.last_status.0) >= STATUS_INTERVAL
+        {
+            let line = self.status_line();
+            if line != self.last_status.1 {
+                notify::status(&line);
+                self.last_status.1 = line;
+            }
+            self.last_status.0 = now;
+            let booting = !self.served || self.reloading;
+            if booting && now.duration_since(self.started) < EXTEND_LIMIT {
+                notify::extend_timeout(EXTEND_STEP);
+            }
+        }
+        if let Some(interval) = self.watchdog {
+            if now >= self.next_ping && self.some_worker_alive() {
+                notify::watchdog();
+                self.next_ping = now + interval;
+            }
+        }
+    }
+
+    fn some_worker_alive(&self) -> bool {
+        let now = scoreboard::now_ms();
+        self.workers
+            .values()
+            .any(|w| self.board[w.slot].is_alive(now, HEARTBEAT_STALE, self.settings.timeout))
+    }
+
+    /// `workers 2/2 ready, 1 busy, 1234 requests served` (and the phase).
+    fn status_line(&self) -> String {
+        let slots = || self.workers.values().map(|w| &self.board[w.slot]);
+        let ready = self
+            .workers
+            .values()
+            .filter(|w| w.generation == self.generation && !w.retiring)
+            .filter(|w| self.board[w.slot].state() == SlotState::Ready)
+            .count();
+        let busy: u32 = slots().map(Slot::busy).sum();
+        let requests: u64 = self.requests_reaped + slots().map(Slot::requests).sum::<u64>();
+        let phase = match (self.served, self.reloading) {
+            (false, _) => "starting; ",
+            (true, true) => "reloading; ",
+            (true, false) => "",
+        };
+        format!(
+            "{phase}workers {ready}/{} ready, {busy} busy, {requests} requests served",
+            self.wanted
+        )
+    }
+
     fn cleanup(&mut self) {
-        for l in &self.listeners {
+        for l in &self.sockets.http {
             l.remove_created_path();
         }
         if let Some(path) = &self.pidfile {

@@ -1,15 +1,19 @@
 //! The only fork(2) in ferrocorn: a worker is the master's child, with the
-//! listeners inherited and nothing else of the master's left running.
+//! listeners and its scoreboard slot inherited and nothing else of the
+//! master's left running.
+
+use std::os::fd::AsFd;
 
 use nix::unistd::{ForkResult, Pid, fork};
 
 use super::{Master, block_signals};
 use crate::worker;
 
-/// Fork one worker; in the child, run it and exit with its status.
+/// Fork one worker into scoreboard slot `slot`; in the child, run it and
+/// exit with its status.
 ///
 /// Errors: fork(2) failures (out of processes or memory).
-pub(super) fn fork_worker(master: &mut Master) -> nix::Result<Pid> {
+pub(super) fn fork_worker(master: &mut Master, slot: usize) -> nix::Result<Pid> {
     let old_mask = block_signals();
     let master_pid = nix::unistd::getpid();
     // SAFETY: the master is single-threaded (module invariant of master/), so
@@ -17,30 +21,29 @@ pub(super) fn fork_worker(master: &mut Master) -> nix::Result<Pid> {
     // that does not exist in the child. The doubt: a library that started a
     // helper thread behind our back would break this; none of our
     // dependencies does in the master (Python is only started in workers).
-    match unsafe { fork() } {
-        Ok(ForkResult::Parent { child }) => {
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&old_mask),
-                None,
-            );
-            Ok(child)
-        }
-        Ok(ForkResult::Child) => {
-            // The master's signal pipe is not ours: close it before
-            // installing our own (signals stay blocked until then).
-            drop(master.signals.take());
-            let listeners = std::mem::take(&mut master.listeners);
-            let code = worker::run(&master.settings, listeners, master_pid);
-            std::process::exit(code)
-        }
-        Err(e) => {
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&old_mask),
-                None,
-            );
-            Err(e)
-        }
+    let forked = unsafe { fork() };
+    if let Ok(ForkResult::Child) = forked {
+        // The master's signal pipe and reserved sockets are not ours: close
+        // them before installing our own handlers (signals stay blocked).
+        drop(master.signals.take());
+        master.sockets.reserved.clear();
+        let listeners = std::mem::take(&mut master.sockets.http);
+        let boot = worker::Boot {
+            settings: &master.settings,
+            listeners,
+            master: master_pid,
+            slot: &master.board[slot],
+            report: master.reports.1.as_fd(),
+        };
+        std::process::exit(worker::run(boot));
     }
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&old_mask),
+        None,
+    );
+    forked.map(|f| match f {
+        ForkResult::Parent { child } => child,
+        ForkResult::Child => unreachable!("the child exited above"),
+    })
 }

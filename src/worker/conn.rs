@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use crate::logging::access;
+use crate::master::scoreboard::Slot;
+
 use super::Peer;
 use super::stream::Stream;
 use crate::http::{Head, Limits, ParseError, error_response, parse_head};
@@ -37,6 +40,8 @@ pub(crate) struct ServeCtx {
     pub listen_addrs: Vec<ListenAddr>,
     /// Set when the worker stops: responses then say `Connection: close`.
     pub stopping: AtomicBool,
+    /// This worker's scoreboard slot: busy threads and requests served.
+    pub slot: &'static Slot,
 }
 
 impl Conn {
@@ -63,8 +68,10 @@ impl Conn {
 /// Returns whether the connection stays open, waiting for more bytes.
 pub(crate) fn serve(ctx: &ServeCtx, conn: &mut Conn, mut head: Head) -> bool {
     loop {
+        let started = Instant::now();
+        ctx.slot.request_started();
         let outcome = ctx.app.handle(Request {
-            head,
+            head: &head,
             stream: &conn.stream,
             buf: std::mem::take(&mut conn.buf),
             peer: &conn.peer,
@@ -72,6 +79,16 @@ pub(crate) fn serve(ctx: &ServeCtx, conn: &mut Conn, mut head: Head) -> bool {
             limits: &ctx.limits,
             may_keep_alive: !ctx.stopping.load(Ordering::Relaxed),
         });
+        ctx.slot.request_finished();
+        if access::enabled() {
+            access::log(&access::Entry {
+                head: &head,
+                peer: &conn.peer,
+                status: outcome.status,
+                sent: outcome.sent,
+                duration: started.elapsed(),
+            });
+        }
         if !outcome.keep_alive {
             return false;
         }

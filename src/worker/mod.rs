@@ -16,7 +16,7 @@ pub mod stream;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ use crate::config::Settings;
 use crate::http::Head;
 use crate::listeners::Listener;
 use crate::master::exit;
+use crate::master::scoreboard::{Slot, State as SlotState};
 use crate::signals::SignalPipe;
 use crate::wsgi::{App, AppError, AppSpec};
 use conn::{Conn, ServeCtx, serve};
@@ -88,9 +89,36 @@ const TOKEN_WAKE: u64 = 1;
 const TOKEN_LISTENER: u64 = 2;
 const TOKEN_CONN: u64 = 1 << 32;
 
+/// What a freshly forked worker inherits from the master.
+#[derive(Debug)]
+pub struct Boot<'a> {
+    /// The validated settings.
+    pub settings: &'a Settings,
+    /// The HTTP listeners (this process's copies).
+    pub listeners: Vec<Listener>,
+    /// The master's pid, to notice being orphaned.
+    pub master: nix::unistd::Pid,
+    /// This worker's scoreboard slot.
+    pub slot: &'static Slot,
+    /// Write end of the master's report pipe: a byte wakes the master.
+    pub report: BorrowedFd<'a>,
+}
+
 /// Boot a worker in a freshly forked child and serve until told to stop.
 /// Returns the process exit status (see [`exit`]).
-pub fn run(settings: &Settings, listeners: Vec<Listener>, master: nix::unistd::Pid) -> i32 {
+pub fn run(boot: Boot<'_>) -> i32 {
+    let Boot {
+        settings,
+        listeners,
+        master,
+        slot,
+        report,
+    } = boot;
+    let pid = std::process::id();
+    // SAFETY: a freshly forked child is single-threaded until the pool starts.
+    unsafe { crate::notify::forget() };
+    crate::logging::enter_worker(pid);
+    slot.set_pid(pid as i32);
     let signals = match SignalPipe::install(&SIGNALS) {
         Ok(s) => s,
         Err(e) => {
@@ -104,7 +132,7 @@ pub fn run(settings: &Settings, listeners: Vec<Listener>, master: nix::unistd::P
     if nix::unistd::getppid() != master {
         return exit::OK;
     }
-    tracing::info!("Booting worker with pid: {}", std::process::id());
+    tracing::info!("Booting worker with pid: {pid}");
 
     let spec = AppSpec {
         uri: settings.app.clone(),
@@ -128,8 +156,12 @@ pub fn run(settings: &Settings, listeners: Vec<Listener>, master: nix::unistd::P
             return exit::WORKER_BOOT_ERROR;
         }
     };
-    match EventLoop::new(settings, listeners, app, signals) {
-        Ok(event_loop) => event_loop.run(),
+    match EventLoop::new(settings, listeners, app, signals, slot) {
+        Ok(event_loop) => {
+            slot.set_state(SlotState::Ready);
+            let _ = nix::unistd::write(report, b"r");
+            event_loop.run()
+        }
         Err(e) => {
             tracing::error!("worker failed to boot: {e}");
             exit::WORKER_BOOT_ERROR
@@ -182,6 +214,7 @@ impl EventLoop {
         listeners: Vec<Listener>,
         app: App,
         signals: SignalPipe,
+        slot: &'static Slot,
     ) -> std::io::Result<EventLoop> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
@@ -193,6 +226,7 @@ impl EventLoop {
             limits: settings.limits,
             listen_addrs: listeners.iter().map(|l| l.addr.clone()).collect(),
             stopping: false.into(),
+            slot,
         });
         let pool = if settings.threads > 1 {
             let pool = Pool::start(settings.threads, Arc::clone(&ctx))?;
@@ -244,6 +278,7 @@ impl EventLoop {
                     return exit::WORKER_BOOT_ERROR;
                 }
             };
+            self.ctx.slot.beat();
             for ev in &events[..n] {
                 match ev.data() {
                     TOKEN_SIGNAL => {
@@ -272,6 +307,7 @@ impl EventLoop {
             match signal {
                 Signal::SIGTERM | Signal::SIGHUP => self.begin_stop(),
                 Signal::SIGINT | Signal::SIGQUIT => return false,
+                Signal::SIGUSR1 => crate::logging::access::reopen(),
                 _ => {}
             }
         }
@@ -283,6 +319,7 @@ impl EventLoop {
             return;
         }
         tracing::info!("Worker exiting (pid: {})", std::process::id());
+        self.ctx.slot.set_state(SlotState::Stopping);
         self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
         self.ctx.stopping.store(true, Ordering::Relaxed);
         let _ = self.set_accepting(false);

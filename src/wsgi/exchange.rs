@@ -204,6 +204,16 @@ impl ResponseWriter {
         self.head_sent
     }
 
+    /// The status code of the head sent, if one was.
+    pub(crate) fn status_code(&self) -> Option<u16> {
+        self.started.as_ref().filter(|_| self.head_sent).map(|s| s.code)
+    }
+
+    /// Body bytes sent so far.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent
+    }
+
     /// Whether `finish` completed and the connection may be reused.
     pub(crate) fn reusable(&self) -> bool {
         self.reusable

@@ -64,7 +64,7 @@ pub struct AppSpec {
 #[derive(Debug)]
 pub struct Request<'a> {
     /// The parsed request head.
-    pub head: Head,
+    pub head: &'a Head,
     /// The connection, non-blocking.
     pub stream: &'a Arc<Stream>,
     /// Bytes already read after the head (start of the body, maybe more).
@@ -79,13 +79,17 @@ pub struct Request<'a> {
     pub may_keep_alive: bool,
 }
 
-/// How a request ended, for the connection.
+/// How a request ended, for the connection and the access log.
 #[derive(Debug)]
 pub struct Outcome {
     /// The connection may carry another request.
     pub keep_alive: bool,
     /// Bytes read past this request: the start of the next one.
     pub buf: Vec<u8>,
+    /// The status code sent, if a response head went out.
+    pub status: Option<u16>,
+    /// Body bytes sent.
+    pub sent: u64,
 }
 
 /// A loaded WSGI application and the per-worker environ base.
@@ -156,7 +160,7 @@ impl App {
     pub fn handle(&self, mut req: Request<'_>) -> Outcome {
         // The body reader owns the bytes read past the head.
         let raw = std::mem::take(&mut req.buf);
-        let (head, stream) = (&req.head, req.stream);
+        let (head, stream) = (req.head, req.stream);
         let ex = Arc::new(Exchange::new(
             head,
             req.limits,
@@ -184,6 +188,7 @@ impl App {
 
         let mut body = ex.input.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut w = ex.output.lock().unwrap_or_else(|p| p.into_inner());
+        let mut status = w.status_code();
         let mut keep_alive = match ending {
             Ending::Complete => w.reusable(),
             Ending::Aborted => false,
@@ -196,10 +201,12 @@ impl App {
                     Some(e) => crate::http::error_response(e),
                     None => internal_error_response(),
                 };
+                status = Some(malformed.map_or(500, |e| e.status()));
                 let _ = stream.write_all(&bytes);
                 false
             }
         };
+        let sent = w.sent();
         w.detach();
         let mut buf = Vec::new();
         if let (true, Some(b)) = (keep_alive, body.as_mut()) {
@@ -209,7 +216,12 @@ impl App {
                 keep_alive = false;
             }
         }
-        Outcome { keep_alive, buf }
+        Outcome {
+            keep_alive,
+            buf,
+            status,
+            sent,
+        }
     }
 
     fn log_app_error(&self, py: Python<'_>, head: &Head, ex: &Exchange, err: &PyErr) {

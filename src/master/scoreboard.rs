@@ -1,0 +1,194 @@
+//! The scoreboard (DESIGN §2): one anonymous `MAP_SHARED` mapping made by
+//! the master before any fork, with a slot per worker that the worker
+//! writes and the master reads — heartbeat, state, busy app threads,
+//! requests served. No temp files, no `fchmod` heartbeats.
+//!
+//! Invariants: the mapping is never unmapped (it lives as long as the
+//! process and is inherited by every worker), so slots are `&'static`; only
+//! atomics live in it, which are sound to share between processes on the
+//! same machine; a slot belongs to one live worker at a time, handed out by
+//! the master and freed when it reaps that worker.
+
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
+
+/// Most workers one master can run (TTIN stops here): 1024 × 64 bytes.
+pub const CAPACITY: usize = 1024;
+
+/// What a worker is doing, as its slot says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Not in use.
+    Free = 0,
+    /// Forked; Python starting or the app importing.
+    Booting = 1,
+    /// Accepting and serving.
+    Ready = 2,
+    /// Told to stop: finishing in-flight requests.
+    Stopping = 3,
+}
+
+/// One worker's slot; a cache line so workers do not contend.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct Slot {
+    pid: AtomicI32,
+    state: AtomicU8,
+    /// Monotonic milliseconds of the worker's last event-loop turn.
+    heartbeat: AtomicU64,
+    /// Monotonic milliseconds when the worker last went from idle to busy; 0 when idle.
+    busy_since: AtomicU64,
+    /// App threads running a request now.
+    busy: AtomicU32,
+    /// Requests answered so far.
+    requests: AtomicU64,
+}
+
+/// Milliseconds on CLOCK_MONOTONIC, the same clock in every process.
+pub fn now_ms() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+}
+
+/// Map the scoreboard. Call once, in the master, before forking.
+///
+/// Errors: mmap(2) failed (out of memory).
+pub fn create() -> nix::Result<&'static [Slot]> {
+    let len = NonZeroUsize::new(CAPACITY * size_of::<Slot>()).expect("non-zero");
+    // SAFETY: a fresh anonymous mapping aliases nothing; it is zero-filled,
+    // which is a valid `Slot` (all atomics zero, state Free). It is never
+    // unmapped, so the `'static` slice stays valid for the whole process
+    // and, inherited through fork, in every worker.
+    unsafe {
+        let ptr = mmap_anonymous(
+            None,
+            len,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )?;
+        Ok(std::slice::from_raw_parts(ptr.as_ptr().cast::<Slot>(), CAPACITY))
+    }
+}
+
+/// Find a free slot and mark it booting (master only).
+pub fn claim(board: &[Slot]) -> Option<usize> {
+    let i = board.iter().position(|s| s.state() == State::Free)?;
+    let slot = &board[i];
+    slot.pid.store(0, Ordering::Relaxed);
+    slot.busy.store(0, Ordering::Relaxed);
+    slot.busy_since.store(0, Ordering::Relaxed);
+    slot.requests.store(0, Ordering::Relaxed);
+    slot.heartbeat.store(now_ms(), Ordering::Relaxed);
+    slot.state.store(State::Booting as u8, Ordering::Release);
+    Some(i)
+}
+
+impl Slot {
+    /// The worker's state.
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            1 => State::Booting,
+            2 => State::Ready,
+            3 => State::Stopping,
+            _ => State::Free,
+        }
+    }
+
+    /// Set the worker's state (the worker, or the master freeing the slot).
+    pub fn set_state(&self, state: State) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    /// Record the worker's pid (the worker, first thing).
+    pub fn set_pid(&self, pid: i32) {
+        self.pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// The event loop turned: the worker is alive.
+    pub fn beat(&self) {
+        self.heartbeat.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// A request starts on some thread of this worker.
+    pub fn request_started(&self) {
+        if self.busy.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.busy_since.store(now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// A request ended (answered or not).
+    pub fn request_finished(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if self.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
+            self.busy_since.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// App threads busy now.
+    pub fn busy(&self) -> u32 {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Requests answered so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Whether the worker shows life at `now` (ms): its loop turned within
+    /// `stale`, or it is inside a request younger than `timeout` (with
+    /// `--threads 1` the loop does not turn while the app runs).
+    pub fn is_alive(&self, now: u64, stale: Duration, timeout: Option<Duration>) -> bool {
+        let beat = self.heartbeat.load(Ordering::Relaxed);
+        if now.saturating_sub(beat) <= stale.as_millis() as u64 {
+            return true;
+        }
+        let since = self.busy_since.load(Ordering::Relaxed);
+        since != 0 && timeout.is_none_or(|t| now.saturating_sub(since) <= t.as_millis() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_shared_with_a_forked_child() {
+        let board = create().unwrap();
+        let i = claim(board).unwrap();
+        // SAFETY: the child only touches atomics in the shared mapping and
+        // exits with _exit, running nothing of the test harness.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                board[i].set_state(State::Ready);
+                board[i].request_started();
+                board[i].request_finished();
+                // SAFETY: _exit is async-signal-safe and skips atexit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                nix::sys::wait::waitpid(child, None).unwrap();
+            }
+        }
+        assert_eq!(board[i].state(), State::Ready);
+        assert_eq!(board[i].requests(), 1);
+        assert_eq!(board[i].busy(), 0);
+    }
+
+    #[test]
+    fn a_busy_worker_is_alive_until_the_timeout() {
+        let board = create().unwrap();
+        let slot = &board[claim(board).unwrap()];
+        let stale = Duration::from_secs(1);
+        let now = now_ms();
+        assert!(slot.is_alive(now, stale, None));
+        let later = now + 5_000;
+        assert!(!slot.is_alive(later, stale, None));
+        slot.request_started();
+        assert!(slot.is_alive(later, stale, Some(Duration::from_secs(30))));
+        assert!(!slot.is_alive(now + 40_000, stale, Some(Duration::from_secs(30))));
+    }
+}

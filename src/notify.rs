@@ -1,0 +1,79 @@
+//! Telling systemd the truth through sd_notify(3): readiness, reload, stop,
+//! status, watchdog pings and start-up timeout extensions.
+//!
+//! Only the master speaks (`NotifyAccess=main`); workers drop the variables
+//! from their environment before the app can see them ([`forget`]). Every
+//! call is a no-op when `NOTIFY_SOCKET` is unset, and a failed send is only
+//! logged: telling systemd must never take the server down.
+
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+fn send(states: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::debug!("sd_notify failed: {e}");
+    }
+}
+
+/// `READY=1` with a `STATUS=` line: the service accepts and serves.
+pub fn ready(status: &str) {
+    send(&[NotifyState::Ready, NotifyState::Status(status)]);
+}
+
+/// `RELOADING=1` and `MONOTONIC_USEC=` (required by `Type=notify-reload`,
+/// systemd ≥ 253); `READY=1` follows once the new generation serves.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[NotifyState::Reloading, now]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
+/// `STOPPING=1`.
+pub fn stopping() {
+    send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);
+}
+
+/// `STATUS=` a one-line summary shown by `systemctl status`.
+pub fn status(status: &str) {
+    send(&[NotifyState::Status(status)]);
+}
+
+/// `WATCHDOG=1`: the service is alive.
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
+}
+
+/// `EXTEND_TIMEOUT_USEC=`: the start (a slow app import) needs `by` more.
+pub fn extend_timeout(by: Duration) {
+    let usec = u32::try_from(by.as_micros()).unwrap_or(u32::MAX);
+    send(&[NotifyState::ExtendTimeoutUsec(usec)]);
+}
+
+/// A failed start: `STATUS=` saying why and `ERRNO=` when there is one.
+pub fn failed(why: &str, errno: Option<i32>) {
+    let status = format!("failed: {why}");
+    match errno.and_then(|e| u32::try_from(e).ok()) {
+        Some(e) => send(&[NotifyState::Status(&status), NotifyState::Errno(e)]),
+        None => send(&[NotifyState::Status(&status)]),
+    }
+}
+
+/// How often to ping: half of `WATCHDOG_USEC` (sd_watchdog_enabled(3)),
+/// `None` when systemd watches nothing for this process.
+pub fn watchdog_interval() -> Option<Duration> {
+    sd_notify::watchdog_enabled().map(|d| d / 2)
+}
+
+/// In a worker: remove the variables that would let it, or the app, speak
+/// for the service (`NOTIFY_SOCKET`, `WATCHDOG_*`).
+///
+/// # Safety
+/// Call only while the process is single-threaded (a freshly forked worker).
+pub unsafe fn forget() {
+    for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        // SAFETY: the caller guarantees no other thread reads the environment.
+        unsafe { std::env::remove_var(var) };
+    }
+}
