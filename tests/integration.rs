@@ -1620,3 +1620,375 @@ fn flask_app_serves_from_virtualenv() {
         "flask imported from {flask_file:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// systemd: sd_notify over a real notify socket, socket roles, privileges
+// ---------------------------------------------------------------------------
+
+/// A server of `versioned:app` with `NOTIFY_SOCKET` set; returns it with
+/// its notify socket and version file.
+fn notified(
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (ServerBuilder, NotifySocket, std::path::PathBuf) {
+    let mut b = Server::builder(name, "versioned:app").args(extra.iter().copied());
+    let notify = NotifySocket::bind(b.dir());
+    let version = b.dir().join("version");
+    fs::write(&version, "v1").unwrap();
+    b = b
+        .arg("-e")
+        .arg(format!("VERSION_FILE={}", version.display()))
+        .env("NOTIFY_SOCKET", notify.path.to_str().unwrap());
+    for (k, v) in env {
+        b = b.env(k, v);
+    }
+    (b, notify, version)
+}
+
+#[test]
+fn ready_is_sent_only_after_every_worker_imported_the_app() {
+    let (b, notify, _) = notified("ready", &["-w", "2", "-e", "SLOW_IMPORT=1.5"], &[]);
+    let spawned = Instant::now();
+    let s = b.spawn();
+    let (ready_at, ready) = notify
+        .wait_for("READY=1", spawned, 20 * SEC)
+        .unwrap_or_else(|| panic!("no READY=1; got {:?}\n{}", notify.messages(), s.log()));
+    assert!(
+        ready_at.duration_since(spawned) >= Duration::from_millis(1400),
+        "READY=1 came {:?} after start, before the 1.5 s import ended",
+        ready_at.duration_since(spawned)
+    );
+    assert!(ready.contains("STATUS=workers 2/2 ready"), "{ready}");
+    let extended = notify
+        .messages()
+        .iter()
+        .any(|(t, m)| *t < ready_at && has_line(m, "EXTEND_TIMEOUT_USEC="));
+    assert!(
+        extended,
+        "no EXTEND_TIMEOUT_USEC during the import: {:?}",
+        notify.messages()
+    );
+    assert_eq!(notify.count("READY=1", spawned), 1);
+    assert_eq!(s.get("/").status, 200);
+}
+
+#[test]
+fn reload_serves_new_code_without_failed_requests() {
+    let (b, notify, version) = notified("reload", &["-w", "2", "-e", "SLOW=0.05"], &[]);
+    let s = b.start();
+    assert!(s.get("/").text().starts_with("v1 "));
+    notify
+        .wait_for("READY=1", notify.opened, 10 * SEC)
+        .expect("first READY=1");
+
+    // A steady client loop across the reload: bounded in time and count.
+    let addr = s.addr.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let load = thread::spawn(move || {
+        let (mut ok, mut failed) = (0, Vec::new());
+        let started = Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && started.elapsed() < 20 * SEC
+            && ok + failed.len() < 5000
+        {
+            match addr.connect() {
+                Ok(stream) => {
+                    let mut c = Client::from_stream(stream);
+                    match c
+                        .request("GET", "/slow", &[("Connection", "close")], b"")
+                        .status
+                    {
+                        200 => ok += 1,
+                        other => failed.push(format!("status {other}")),
+                    }
+                }
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        (ok, failed)
+    });
+    thread::sleep(Duration::from_millis(500));
+    fs::write(&version, "v2").unwrap();
+    let hup = Instant::now();
+    s.signal(libc::SIGHUP);
+    let (reload_at, reloading) = notify
+        .wait_for("RELOADING=1", hup, 10 * SEC)
+        .expect("RELOADING=1");
+    assert!(has_line(&reloading, "MONOTONIC_USEC="), "{reloading}");
+    let (_, ready) = notify
+        .wait_for("READY=1", reload_at, 20 * SEC)
+        .expect("READY=1 after the reload");
+    assert!(ready.contains("workers 2/2 ready"), "{ready}");
+    // Right after READY=1 the new generation answers.
+    assert!(
+        s.get("/").text().starts_with("v2 "),
+        "old code served after READY=1"
+    );
+    thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    assert!(ok > 10, "the load loop made only {ok} requests");
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during the reload: {:?}\n{}",
+        failed.len(),
+        ok + failed.len(),
+        &failed[..failed.len().min(5)],
+        s.log()
+    );
+}
+
+#[test]
+fn reload_with_broken_code_keeps_the_old_generation_serving() {
+    let (b, notify, version) = notified("badreload", &["-w", "2"], &[]);
+    let mut s = b.start();
+    notify
+        .wait_for("READY=1", notify.opened, 10 * SEC)
+        .expect("first READY=1");
+    fs::write(&version, "broken").unwrap();
+    let hup = Instant::now();
+    s.signal(libc::SIGHUP);
+    let (_, ready) = notify
+        .wait_for("READY=1", hup, 20 * SEC)
+        .expect("READY=1 ends the failed reload");
+    assert!(ready.contains("reload failed"), "{ready}");
+    for _ in 0..5 {
+        assert!(s.get("/").text().starts_with("v1 "), "{}", s.log());
+    }
+    assert!(
+        s.log().contains("does not import"),
+        "the import error is not logged:\n{}",
+        s.log()
+    );
+    assert!(
+        s.wait_exit(Duration::from_millis(500)).is_none(),
+        "the master exited"
+    );
+    // A later good reload still works.
+    fs::write(&version, "v3").unwrap();
+    let hup = Instant::now();
+    s.signal(libc::SIGHUP);
+    notify
+        .wait_for("READY=1", hup, 20 * SEC)
+        .expect("READY=1 after the good reload");
+    assert!(s.get("/").text().starts_with("v3 "));
+}
+
+#[test]
+fn stop_sends_stopping_and_workers_cannot_speak_for_the_service() {
+    let b = testapp("stopping");
+    let notify = NotifySocket::bind(b.dir());
+    let mut s = b
+        .env("NOTIFY_SOCKET", notify.path.to_str().unwrap())
+        .env("WATCHDOG_USEC", "30000000")
+        .start();
+    for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+        let v = s.get(&format!("/osenv?key={key}")).json();
+        assert_eq!(v.get("value"), &Value::Null, "{key} reached the app");
+    }
+    let term = Instant::now();
+    s.signal(libc::SIGTERM);
+    notify
+        .wait_for("STOPPING=1", term, 10 * SEC)
+        .expect("STOPPING=1");
+    assert_eq!(exit_code(s.wait_exit(15 * SEC)), Some(0));
+}
+
+#[test]
+fn watchdog_pings_stop_while_the_master_is_frozen() {
+    let b = testapp("watchdog");
+    let notify = NotifySocket::bind(b.dir());
+    let s = b
+        .env("NOTIFY_SOCKET", notify.path.to_str().unwrap())
+        .env("WATCHDOG_USEC", "1000000")
+        .start();
+    let t0 = Instant::now();
+    thread::sleep(2 * SEC);
+    let healthy = notify.count("WATCHDOG=1", t0);
+    assert!(
+        healthy >= 3,
+        "{healthy} pings in 2 s at WATCHDOG_USEC=1s (want one per 0.5 s)"
+    );
+    s.signal(libc::SIGSTOP);
+    thread::sleep(Duration::from_millis(300));
+    let frozen = Instant::now();
+    thread::sleep(Duration::from_millis(1500));
+    let while_frozen = notify.count("WATCHDOG=1", frozen);
+    s.signal(libc::SIGCONT);
+    assert_eq!(
+        while_frozen, 0,
+        "pings went on while the master was stopped"
+    );
+    let thawed = Instant::now();
+    assert!(
+        notify.wait_for("WATCHDOG=1", thawed, 3 * SEC).is_some(),
+        "pings did not resume"
+    );
+}
+
+#[test]
+fn without_notify_socket_nothing_is_sent_and_nothing_fails() {
+    // WATCHDOG_USEC alone (no socket) must not break anything either.
+    let s = testapp("nonotify").env("WATCHDOG_USEC", "500000").start();
+    assert_eq!(s.get("/").status, 200);
+    assert!(!s.log().contains("sd_notify"), "{}", s.log());
+}
+
+fn socket_activate() -> Option<&'static str> {
+    [
+        "/usr/bin/systemd-socket-activate",
+        "/bin/systemd-socket-activate",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+}
+
+#[test]
+fn sockets_named_metrics_are_held_but_not_served() {
+    let Some(ssa) = socket_activate() else {
+        eprintln!("note: systemd-socket-activate not installed; test skipped");
+        return;
+    };
+    let b = testapp("fdnames");
+    let http = b.dir().join("http.sock");
+    let metrics = b.dir().join("metrics.sock");
+    let s = b
+        .wrapper([
+            ssa,
+            "-E",
+            "PYTHONDONTWRITEBYTECODE=1",
+            "-l",
+            http.to_str().unwrap(),
+            "-l",
+            metrics.to_str().unwrap(),
+            "--fdname=http:metrics",
+        ])
+        .no_bind(Addr::Unix(http.clone()))
+        .start();
+    assert_eq!(s.get("/").status, 200);
+    assert!(
+        s.wait_log("named \"metrics\": reserved", 5 * SEC),
+        "{}",
+        s.log()
+    );
+    let mut c = Client::from_stream(Addr::Unix(metrics).connect().expect("connect"));
+    c.set_timeout(Duration::from_millis(800));
+    c.send(&request("GET", "/", &[("Host", "x")], b""));
+    assert!(
+        c.try_read_response("GET").is_err(),
+        "the metrics socket answered HTTP"
+    );
+}
+
+#[test]
+fn accept_yes_sockets_are_refused() {
+    let Some(ssa) = socket_activate() else {
+        eprintln!("note: systemd-socket-activate not installed; test skipped");
+        return;
+    };
+    let b = testapp("acceptyes");
+    let sock = b.dir().join("a.sock");
+    let s = b
+        .wrapper([ssa, "--accept", "-l", sock.to_str().unwrap()])
+        .no_bind(Addr::Unix(sock.clone()))
+        .spawn();
+    assert!(poll_until(5 * SEC, || sock.exists()), "socket not created");
+    // The connection makes systemd-socket-activate start one ferrocorn for it.
+    let mut c = Client::from_stream(Addr::Unix(sock).connect().expect("connect"));
+    c.set_timeout(5 * SEC);
+    c.send(&request("GET", "/", &[("Host", "x")], b""));
+    assert!(
+        c.try_read_response("GET").is_err(),
+        "a per-connection server answered"
+    );
+    assert!(
+        s.wait_log("Accept=no", 10 * SEC),
+        "no clear refusal in the log:\n{}",
+        s.log()
+    );
+}
+
+#[test]
+fn access_log_lines_follow_gunicorns_format() {
+    let b = testapp("access").tcp();
+    let path = b.dir().join("access.log");
+    let s = b.arg("--access-logfile").arg(&path).start();
+    let mut c = s.client();
+    let r = c.request(
+        "GET",
+        "/?x=1",
+        &[("User-Agent", "probe/1"), ("Referer", "http://r/")],
+        b"",
+    );
+    expect_status(&r, 200);
+    assert!(poll_until(5 * SEC, || fs::read_to_string(&path)
+        .is_ok_and(|t| t.contains("probe/1"))));
+    let text = fs::read_to_string(&path).unwrap();
+    let line = text.lines().find(|l| l.contains("probe/1")).unwrap();
+    let (start, rest) = line.split_once(" [").expect(line);
+    assert_eq!(start, "127.0.0.1 - -", "{line}");
+    assert!(
+        rest.ends_with(r#"] "GET /?x=1 HTTP/1.1" 200 3 "http://r/" "probe/1""#),
+        "{line}"
+    );
+}
+
+#[test]
+fn ferrocorn_cmd_args_come_before_the_command_line() {
+    let s = testapp("cmdargs")
+        .env("FERROCORN_CMD_ARGS", "-w 2 --threads '3'")
+        .start();
+    let env = s.get("/environ").json();
+    assert_eq!(env.get("wsgi.multiprocess"), &Value::Bool(true));
+    assert_eq!(env.get("wsgi.multithread"), &Value::Bool(true));
+    drop(s);
+    let s = testapp("cmdargs2")
+        .env("FERROCORN_CMD_ARGS", "-w 2")
+        .args(["-w", "1"])
+        .start();
+    let env = s.get("/environ").json();
+    assert_eq!(
+        env.get("wsgi.multiprocess"),
+        &Value::Bool(false),
+        "the command line must win"
+    );
+}
+
+/// `(uid, CapEff)` from /proc/PID/status.
+fn uid_and_caps(pid: i32) -> (u32, String) {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap()
+    };
+    let uid = field("Uid:")
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    (uid, field("CapEff:"))
+}
+
+#[test]
+fn user_flag_drops_root_and_every_capability() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("note: not root; privilege test skipped");
+        return;
+    }
+    let s = testapp("user")
+        .args(["--user", "nobody", "--group", "nogroup"])
+        .start();
+    let worker: i32 = s.get("/pid").text().trim().parse().expect("worker pid");
+    for (who, pid) in [("master", s.pid()), ("worker", worker)] {
+        let (uid, cap_eff) = uid_and_caps(pid);
+        assert_eq!(uid, 65534, "{who} runs as uid {uid}");
+        assert_eq!(cap_eff, "0000000000000000", "{who} kept capabilities");
+    }
+}

@@ -1156,3 +1156,90 @@ pub fn run_with_timeout(
     let err = String::from_utf8_lossy(&fs::read(&err_path).unwrap_or_default()).into_owned();
     (status, out, err)
 }
+
+/// A real sd_notify socket (`NOTIFY_SOCKET`): a UNIX datagram socket whose
+/// messages a background thread records with their arrival time.
+#[derive(Debug)]
+pub struct NotifySocket {
+    pub path: PathBuf,
+    messages: std::sync::Arc<std::sync::Mutex<Vec<(Instant, String)>>>,
+    pub opened: Instant,
+}
+
+impl NotifySocket {
+    pub fn bind(dir: &Path) -> NotifySocket {
+        let path = dir.join("notify.sock");
+        let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind notify socket");
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let messages = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&messages);
+        let opened = Instant::now();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 4096];
+            // Bounded: the thread ends when the test's temp dir (and the
+            // socket with it) goes away or after ten minutes.
+            while opened.elapsed() < Duration::from_secs(600) {
+                match sock.recv(&mut buf) {
+                    Ok(n) => sink.lock().unwrap().push((
+                        Instant::now(),
+                        String::from_utf8_lossy(&buf[..n]).into_owned(),
+                    )),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        NotifySocket {
+            path,
+            messages,
+            opened,
+        }
+    }
+
+    /// Every message so far, with its arrival time.
+    pub fn messages(&self) -> Vec<(Instant, String)> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// Wait until a message after `since` has a line equal to `line` (or
+    /// starting with it, when it ends in `=`); returns its arrival and text.
+    pub fn wait_for(
+        &self,
+        line: &str,
+        since: Instant,
+        timeout: Duration,
+    ) -> Option<(Instant, String)> {
+        let found = || {
+            self.messages()
+                .into_iter()
+                .find(|(t, m)| *t >= since && has_line(m, line))
+        };
+        let mut hit = None;
+        poll_until(timeout, || {
+            hit = found();
+            hit.is_some()
+        });
+        hit
+    }
+
+    /// How many messages after `since` carry `line`.
+    pub fn count(&self, line: &str, since: Instant) -> usize {
+        self.messages()
+            .iter()
+            .filter(|(t, m)| *t >= since && has_line(m, line))
+            .count()
+    }
+}
+
+/// Whether a notify message has `line` (a prefix if it ends in `=`).
+pub fn has_line(message: &str, line: &str) -> bool {
+    message.lines().any(|l| {
+        if line.ends_with('=') {
+            l.starts_with(line)
+        } else {
+            l == line
+        }
+    })
+}

@@ -1,0 +1,20 @@
+# ferrocorn under a real systemd (PID 1), in throw-away systemd-nspawn
+# containers (../shared/tools/systemd-harness). Root only; the first run per
+# suite builds a cached rootfs (about 80 s, needs deb.debian.org once).
+#
+#   make systemd-test            bookworm (systemd 252, the .deb) + trixie (systemd 257)
+#   make systemd-test-bookworm   the eight checks of tests/systemd/inside.sh
+#   make systemd-test-trixie     socket activation + synchronous reload (notify-reload)
+#
+# Logs, journals and artifacts: target/systemd-test/TIMESTAMP/SUITE/.
+
+.PHONY: systemd-test systemd-test-bookworm systemd-test-trixie
+
+systemd-test:
+	tests/systemd/run.sh
+
+systemd-test-bookworm:
+	tests/systemd/run.sh bookworm
+
+systemd-test-trixie:
+	tests/systemd/run.sh trixie
