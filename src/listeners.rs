@@ -201,7 +201,10 @@ pub fn open(binds: &[Bind], backlog: i32) -> Result<Sockets, ListenError> {
     // environment concurrently.
     unsafe { std::env::remove_var("LISTEN_FDNAMES") };
     if inherited.len() == 0 {
-        let http = binds.iter().map(|b| bind(b, backlog)).collect::<Result<_, _>>()?;
+        let http = binds
+            .iter()
+            .map(|b| bind(b, backlog))
+            .collect::<Result<_, _>>()?;
         return Ok(Sockets {
             http,
             reserved: Vec::new(),

@@ -12,10 +12,7 @@ use nix::unistd::{Gid, Uid};
 pub enum PrivilegeError {
     /// setgroups/setgid/setuid failed (e.g. not root and asked for another user).
     #[error("cannot switch to {what}: {source}")]
-    Switch {
-        what: String,
-        source: nix::Error,
-    },
+    Switch { what: String, source: nix::Error },
 }
 
 /// Switch to `group` and `user` (when given) and drop all capabilities.
@@ -44,7 +41,12 @@ pub fn drop_privileges(user: Option<Uid>, group: Option<Gid>) -> Result<(), Priv
             source,
         })?;
     }
-    for set in [CapSet::Ambient, CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
+    for set in [
+        CapSet::Ambient,
+        CapSet::Inheritable,
+        CapSet::Effective,
+        CapSet::Permitted,
+    ] {
         let _ = caps::clear(None, set);
     }
     Ok(())

@@ -1992,3 +1992,199 @@ fn user_flag_drops_root_and_every_capability() {
         assert_eq!(cap_eff, "0000000000000000", "{who} kept capabilities");
     }
 }
+
+// ---------------------------------------------------------------------------
+// The master's life cycle: timeouts, recycling, TTIN/TTOU, USR1
+// ---------------------------------------------------------------------------
+
+/// Pids of the master's worker children.
+fn worker_pids(master: i32) -> Vec<i32> {
+    let mut pids: Vec<i32> = fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&pid| ppid_of(pid) == Some(master))
+        .collect();
+    pids.sort();
+    pids
+}
+
+fn timeout_aborts_the_stuck_request(name: &str, threads: &str) {
+    let s = testapp(name)
+        .args(["--threads", threads, "--timeout", "2"])
+        .start();
+    let first = s.get("/pid").text();
+    let addr = s.addr.clone();
+    let stuck = thread::spawn(move || {
+        let mut c = Client::connect(&addr);
+        c.set_timeout(20 * SEC);
+        c.send(&request("GET", "/sleep?s=60", &[("Host", "x")], b""));
+        c.try_read_response("GET").map(|r| r.status)
+    });
+    let t0 = Instant::now();
+    assert!(
+        s.wait_log("timeout: \"GET /sleep?s=60\"", 10 * SEC),
+        "no timeout line naming the request:\n{}",
+        s.log()
+    );
+    let result = stuck.join().unwrap();
+    assert!(
+        result.is_err(),
+        "the stuck request got a response: {result:?}"
+    );
+    assert!(t0.elapsed() < 8 * SEC, "the abort took {:?}", t0.elapsed());
+    assert!(
+        s.wait_log("in route_sleep", 5 * SEC),
+        "no Python traceback of the stuck thread:\n{}",
+        s.log()
+    );
+    assert!(
+        s.wait_log("after a request timeout", 5 * SEC),
+        "{}",
+        s.log()
+    );
+    // A replacement serves.
+    let r = s.get("/pid");
+    expect_status(&r, 200);
+    assert_ne!(r.text(), first, "the aborted worker still answers");
+}
+
+#[test]
+fn timeout_aborts_a_stuck_request_in_a_threaded_worker() {
+    timeout_aborts_the_stuck_request("timeout-threads", "4");
+}
+
+#[test]
+fn timeout_aborts_a_stuck_request_in_an_inline_worker() {
+    timeout_aborts_the_stuck_request("timeout-inline", "1");
+}
+
+#[test]
+fn threaded_worker_serves_others_while_one_request_is_stuck() {
+    let s = testapp("timeout-others")
+        .args(["--threads", "4", "--timeout", "3"])
+        .start();
+    let addr = s.addr.clone();
+    let _stuck = thread::spawn(move || {
+        let mut c = Client::connect(&addr);
+        c.set_timeout(20 * SEC);
+        c.send(&request("GET", "/sleep?s=60", &[("Host", "x")], b""));
+        let _ = c.try_read_response("GET");
+    });
+    thread::sleep(Duration::from_millis(300));
+    for _ in 0..5 {
+        expect_status(&s.get("/"), 200);
+    }
+}
+
+#[test]
+fn max_requests_with_jitter_recycles_workers_without_failures() {
+    let s = testapp("maxreq")
+        .args([
+            "-w",
+            "2",
+            "--max-requests",
+            "15",
+            "--max-requests-jitter",
+            "5",
+        ])
+        .start();
+    let mut pids = std::collections::BTreeSet::new();
+    for i in 0..150 {
+        let r = s.get("/pid");
+        assert_eq!(
+            r.status,
+            200,
+            "request {i} failed: {}\n{}",
+            r.summary(),
+            s.log()
+        );
+        pids.insert(r.text());
+    }
+    // 150 requests at most 20 per worker: at least 8 workers took part.
+    assert!(
+        pids.len() >= 8,
+        "only {} workers served 150 requests",
+        pids.len()
+    );
+    assert!(
+        s.log().contains("Autorestarting worker after"),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn max_worker_memory_restarts_a_bloated_worker() {
+    let s = testapp("maxmem")
+        .args(["--max-worker-memory", "80"])
+        .start();
+    let before = s.get("/hog?mb=100").text();
+    assert!(
+        s.wait_log("above the 80 MiB limit", 10 * SEC),
+        "{}",
+        s.log()
+    );
+    assert!(
+        poll_until(10 * SEC, || s.get("/pid").text() != before),
+        "the bloated worker still serves"
+    );
+}
+
+#[test]
+fn ttin_and_ttou_add_and_remove_a_worker() {
+    let s = testapp("ttin").args(["-w", "2"]).start();
+    assert!(poll_until(10 * SEC, || worker_pids(s.pid()).len() == 2));
+    s.signal(libc::SIGTTIN);
+    assert!(
+        poll_until(10 * SEC, || worker_pids(s.pid()).len() == 3),
+        "TTIN: {:?}",
+        worker_pids(s.pid())
+    );
+    s.signal(libc::SIGTTOU);
+    assert!(
+        poll_until(10 * SEC, || worker_pids(s.pid()).len() == 2),
+        "TTOU: {:?}",
+        worker_pids(s.pid())
+    );
+    expect_status(&s.get("/"), 200);
+}
+
+#[test]
+fn usr1_reopens_the_access_log() {
+    let b = testapp("usr1");
+    let path = b.dir().join("access.log");
+    let rotated = b.dir().join("access.log.1");
+    let s = b.arg("--access-logfile").arg(&path).start();
+    expect_status(&s.get("/?before=rotate"), 200);
+    fs::rename(&path, &rotated).unwrap();
+    s.signal(libc::SIGUSR1);
+    assert!(s.wait_log("reopening log files", 5 * SEC));
+    // Workers reopen on their next loop turn.
+    thread::sleep(Duration::from_millis(600));
+    expect_status(&s.get("/?after=rotate"), 200);
+    assert!(
+        poll_until(5 * SEC, || fs::read_to_string(&path)
+            .is_ok_and(|t| t.contains("after=rotate"))),
+        "the new file did not get the line; old file: {:?}",
+        fs::read_to_string(&rotated)
+    );
+}
+
+#[test]
+fn killed_worker_is_replaced_within_a_second() {
+    let s = testapp("respawn-latency").start();
+    let old: i32 = s.get("/pid").text().trim().parse().unwrap();
+    let t0 = Instant::now();
+    signal(old, libc::SIGKILL);
+    let replaced = poll_until(5 * SEC, || {
+        s.get("/pid")
+            .text()
+            .trim()
+            .parse::<i32>()
+            .is_ok_and(|p| p != old)
+    });
+    assert!(replaced, "{}", s.log());
+    let took = t0.elapsed();
+    eprintln!("respawn latency after SIGKILL: {took:?}");
+    assert!(took < 2 * SEC, "replacement took {took:?}");
+}

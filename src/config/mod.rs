@@ -74,9 +74,22 @@ struct Cli {
     #[arg(long, value_name = "DIR", env = "VIRTUAL_ENV")]
     virtualenv: Option<PathBuf>,
 
-    /// Seconds a client may stall a read or write of a running request; 0 = no limit.
+    /// Seconds a request may run before its worker is aborted (tracebacks
+    /// logged) and replaced; also how long a client may stall; 0 = no limit.
     #[arg(short, long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
+
+    /// Restart a worker gracefully after this many requests; 0 = never.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_requests: u64,
+
+    /// Add a random 0..=N to --max-requests per worker, so workers do not all restart at once.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_requests_jitter: u64,
+
+    /// Restart a worker gracefully once its resident memory exceeds this many MiB; 0 = never.
+    #[arg(long, value_name = "MIB", default_value_t = 0)]
+    max_worker_memory: u64,
 
     /// Seconds in-flight requests get to finish after TERM.
     #[arg(long, value_name = "SECS", default_value_t = 30)]
@@ -165,8 +178,14 @@ pub struct Settings {
     pub pythonpath: Vec<PathBuf>,
     /// Virtualenv root (holds `pyvenv.cfg`), if any.
     pub virtualenv: Option<PathBuf>,
-    /// Stall limit for a running request's socket I/O; `None` = unlimited.
+    /// How long a request may run (and a client may stall); `None` = unlimited.
     pub timeout: Option<Duration>,
+    /// Requests before a worker restarts; 0 = never.
+    pub max_requests: u64,
+    /// Random extra requests per worker, `0..=jitter`.
+    pub max_requests_jitter: u64,
+    /// RSS ceiling per worker in bytes; `None` = none.
+    pub max_worker_memory: Option<u64>,
     /// Time in-flight requests get after TERM.
     pub graceful_timeout: Duration,
     /// Idle keep-alive time.
@@ -216,6 +235,9 @@ pub enum AccessLog {
     /// Appended to this file.
     File(PathBuf),
 }
+
+/// App threads per worker: each has a scoreboard entry the master watches.
+pub const MAX_THREADS: usize = crate::master::scoreboard::MAX_THREADS;
 
 /// Hard ceilings, as Gunicorn's (`MAX_REQUEST_LINE`, `MAX_HEADERS`).
 const MAX_REQUEST_LINE: usize = 8190;
@@ -268,8 +290,8 @@ impl Settings {
         if cli.workers == 0 {
             return Err(bad("workers", "must be at least 1"));
         }
-        if cli.threads == 0 {
-            return Err(bad("threads", "must be at least 1"));
+        if cli.threads == 0 || cli.threads > MAX_THREADS {
+            return Err(bad("threads", format!("must be 1 to {MAX_THREADS}")));
         }
         if cli.worker_connections == 0 {
             return Err(bad("worker_connections", "must be at least 1"));
@@ -346,7 +368,10 @@ impl Settings {
             Some(g) => Some(resolve_group(g)?),
             // As Gunicorn: the user's primary group unless one is named.
             None => match user {
-                Some(uid) => nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.gid),
+                Some(uid) => nix::unistd::User::from_uid(uid)
+                    .ok()
+                    .flatten()
+                    .map(|u| u.gid),
                 None => None,
             },
         };
@@ -370,6 +395,9 @@ impl Settings {
             pythonpath: cli.pythonpath,
             virtualenv,
             timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
+            max_requests: cli.max_requests,
+            max_requests_jitter: cli.max_requests_jitter,
+            max_worker_memory: (cli.max_worker_memory > 0).then_some(cli.max_worker_memory << 20),
             graceful_timeout: Duration::from_secs(cli.graceful_timeout),
             keepalive: Duration::from_secs(cli.keepalive),
             backlog: cli.backlog,
@@ -480,7 +508,10 @@ mod tests {
         assert_eq!(s.user, Some(0.into()));
         assert_eq!(s.group, Some(0.into()));
         assert_eq!(s.umask, Some(0o027));
-        assert_eq!(parse(&["-u", "no-such-user-x", "app"]).unwrap_err().setting, "user");
+        assert_eq!(
+            parse(&["-u", "no-such-user-x", "app"]).unwrap_err().setting,
+            "user"
+        );
         assert_eq!(parse(&["-m", "999", "app"]).unwrap_err().setting, "umask");
     }
 

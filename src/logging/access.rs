@@ -92,7 +92,10 @@ pub fn init(dest: Option<&AccessLog>, format: &str) -> std::io::Result<()> {
     let file = match dest {
         AccessLog::LogTarget => None,
         AccessLog::File(path) => {
-            let f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?;
             Some((path.clone(), Mutex::new(f)))
         }
     };
@@ -110,7 +113,11 @@ pub fn reopen() {
         ..
     }) = CONFIG.get()
     {
-        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             *file.lock().unwrap_or_else(|p| p.into_inner()) = f;
         }
     }
@@ -182,9 +189,10 @@ fn remote(peer: &Peer) -> String {
 fn format_line(pieces: &[Piece], e: &Entry<'_>) -> String {
     let mut out = String::with_capacity(160);
     let header = |name: &str| {
-        e.head
-            .field(name)
-            .map_or_else(|| "-".to_string(), |v| String::from_utf8_lossy(v).into_owned())
+        e.head.field(name).map_or_else(
+            || "-".to_string(),
+            |v| String::from_utf8_lossy(v).into_owned(),
+        )
     };
     let (path, query) = e.head.path_and_query();
     for piece in pieces {
@@ -227,9 +235,12 @@ fn format_line(pieces: &[Piece], e: &Entry<'_>) -> String {
 
 /// Common Log Format time: `21/Nov/2026:23:42:20 +0000`.
 fn clf_time(t: SystemTime) -> String {
-    let format =
-        time::macros::format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
-    time::OffsetDateTime::from(t).format(format).unwrap_or_default()
+    let format = time::macros::format_description!(
+        "[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000"
+    );
+    time::OffsetDateTime::from(t)
+        .format(format)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -252,8 +263,14 @@ mod tests {
         let line = format_line(&parse_format(DEFAULT_FORMAT), &e);
         let (start, end) = line.split_once(" [").unwrap();
         assert_eq!(start, "127.0.0.1 - -");
-        assert!(end.ends_with(r#"] "GET /a?b=1 HTTP/1.1" 200 13 "-" "curl/8""#), "{line}");
-        let custom = format_line(&parse_format("%(m)s %(U)s %(q)s %(D)s %({host}i)s %(x)s"), &e);
+        assert!(
+            end.ends_with(r#"] "GET /a?b=1 HTTP/1.1" 200 13 "-" "curl/8""#),
+            "{line}"
+        );
+        let custom = format_line(
+            &parse_format("%(m)s %(U)s %(q)s %(D)s %({host}i)s %(x)s"),
+            &e,
+        );
         assert_eq!(custom, "GET /a b=1 1500 x %(x)s");
     }
 

@@ -72,8 +72,10 @@ pub fn enter_worker(pid: u32) {
 
 fn journal_layer(worker_pid: Option<u32>) -> Option<tracing_journald::Layer> {
     let layer = tracing_journald::layer().ok()?;
-    let fields: Vec<(&str, String)> =
-        worker_pid.map(|p| ("WORKER_PID", p.to_string())).into_iter().collect();
+    let fields: Vec<(&str, String)> = worker_pid
+        .map(|p| ("WORKER_PID", p.to_string()))
+        .into_iter()
+        .collect();
     Some(
         layer
             .with_syslog_identifier("ferrocorn".into())

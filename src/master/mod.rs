@@ -72,6 +72,9 @@ const HEARTBEAT_STALE: Duration = Duration::from_secs(10);
 const EXTEND_STEP: Duration = Duration::from_secs(5);
 /// …for at most this long, so a hung import still times out in the end.
 const EXTEND_LIMIT: Duration = Duration::from_secs(600);
+/// A worker aborted for a request past `--timeout` gets this long to write
+/// its tracebacks and die before SIGKILL.
+const ABORT_GRACE: Duration = Duration::from_secs(3);
 /// `STATUS=` is sent at most this often.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -83,6 +86,8 @@ struct Worker {
     generation: u32,
     /// Index into the scoreboard.
     slot: usize,
+    /// When it was sent SIGABRT for a request past `--timeout`.
+    aborted: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -124,7 +129,11 @@ struct Master {
 /// installed its own handlers (the inherited ones write to the master's pipe).
 pub(crate) fn block_signals() -> SigSet {
     let mut old = SigSet::empty();
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old));
+    let _ = sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    );
     old
 }
 
@@ -173,7 +182,10 @@ pub fn run(settings: Settings, sockets: Sockets) -> i32 {
         started: now,
         watchdog: notify::watchdog_interval(),
         next_ping: now,
-        last_status: (now.checked_sub(STATUS_INTERVAL).unwrap_or(now), String::new()),
+        last_status: (
+            now.checked_sub(STATUS_INTERVAL).unwrap_or(now),
+            String::new(),
+        ),
         requests_reaped: 0,
     };
     master.run_loop();
@@ -184,12 +196,17 @@ pub fn run(settings: Settings, sockets: Sockets) -> i32 {
 impl Master {
     fn run_loop(&mut self) {
         loop {
-            let queued = self.signals.as_ref().map(SignalPipe::drain).unwrap_or_default();
+            let queued = self
+                .signals
+                .as_ref()
+                .map(SignalPipe::drain)
+                .unwrap_or_default();
             for signal in queued {
                 self.handle_signal(signal);
             }
             self.drain_reports();
             self.reap();
+            self.abort_overdue();
             match self.state {
                 State::Running => {
                     self.spawn_missing();
@@ -270,7 +287,10 @@ impl Master {
         if !matches!(self.state, State::Running) || self.reloading {
             return;
         }
-        tracing::info!("Handling signal: hup; starting generation {}", self.generation + 1);
+        tracing::info!(
+            "Handling signal: hup; starting generation {}",
+            self.generation + 1
+        );
         notify::reloading();
         self.reloading = true;
         self.generation += 1;
@@ -291,7 +311,11 @@ impl Master {
         }
         self.retire(|w, g| w.generation < g, usize::MAX);
         if !self.served || self.reloading {
-            let what = if self.served { "Reload complete" } else { "Ready" };
+            let what = if self.served {
+                "Reload complete"
+            } else {
+                "Ready"
+            };
             tracing::info!("{what}: generation {current}, {ready} worker(s) serving");
             self.served = true;
             self.reloading = false;
@@ -330,7 +354,10 @@ impl Master {
         self.signal_all(signal);
         let deadline = Instant::now() + grace;
         self.state = match self.state {
-            State::Stopping { deadline: d, killed } => State::Stopping {
+            State::Stopping {
+                deadline: d,
+                killed,
+            } => State::Stopping {
                 deadline: d.min(deadline),
                 killed,
             },
@@ -367,6 +394,11 @@ impl Master {
                 self.respawn_at = Instant::now() + RESPAWN_BACKOFF;
             }
             match status {
+                WaitStatus::Signaled(_, signal, _) if worker.aborted.is_some() => {
+                    tracing::warn!(
+                        "Worker (pid: {pid}) killed by {signal} after a request timeout"
+                    );
+                }
                 WaitStatus::Exited(_, exit::OK) => {
                     tracing::info!("Worker exited (pid: {pid})");
                 }
@@ -384,6 +416,38 @@ impl Master {
                     tracing::error!("Worker (pid: {pid}) was killed by {signal}{core}");
                 }
                 _ => {}
+            }
+        }
+    }
+
+    /// `--timeout`: a worker with a request running longer gets SIGABRT (its
+    /// Python tracebacks go to the log), then SIGKILL after `ABORT_GRACE`;
+    /// the reaper replaces it.
+    fn abort_overdue(&mut self) {
+        let Some(limit) = self.settings.timeout else {
+            return;
+        };
+        let (now, now_ms) = (Instant::now(), scoreboard::now_ms());
+        for (&pid, w) in self.workers.iter_mut() {
+            match w.aborted {
+                Some(at) => {
+                    if now.duration_since(at) >= ABORT_GRACE {
+                        let _ = kill(pid, Signal::SIGKILL);
+                    }
+                }
+                None => {
+                    let late = self.board[w.slot].overdue(self.settings.threads, now_ms, limit);
+                    if let Some((thread, request, ran)) = late.first() {
+                        tracing::error!(
+                            "Worker (pid: {pid}) timeout: {request:?} on thread {thread} has run \
+                             {:.1} s (limit {} s); aborting the worker",
+                            ran.as_secs_f64(),
+                            limit.as_secs()
+                        );
+                        w.aborted = Some(now);
+                        let _ = kill(pid, Signal::SIGABRT);
+                    }
+                }
             }
         }
     }
@@ -438,10 +502,13 @@ impl Master {
             return;
         }
         let generation = self.generation;
+        // A worker restarting on its own (max-requests, memory) or aborted
+        // is replaced at once, while it finishes.
         let serving = self
             .workers
             .values()
-            .filter(|w| !w.retiring && w.generation == generation)
+            .filter(|w| !w.retiring && w.generation == generation && w.aborted.is_none())
+            .filter(|w| self.board[w.slot].state() != SlotState::Stopping)
             .count();
         for _ in serving..self.wanted {
             let Some(slot) = scoreboard::claim(self.board) else {
@@ -455,6 +522,7 @@ impl Master {
                         started: Instant::now(),
                         generation,
                         slot,
+                        aborted: None,
                     };
                     self.workers.insert(pid, worker);
                 }

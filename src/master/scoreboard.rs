@@ -1,7 +1,9 @@
 //! The scoreboard (DESIGN §2): one anonymous `MAP_SHARED` mapping made by
 //! the master before any fork, with a slot per worker that the worker
 //! writes and the master reads — heartbeat, state, busy app threads,
-//! requests served. No temp files, no `fchmod` heartbeats.
+//! requests served — and within it an entry per app thread saying which
+//! request it runs since when, so the master can enforce `--timeout` per
+//! request in every worker mode. No temp files, no `fchmod` heartbeats.
 //!
 //! Invariants: the mapping is never unmapped (it lives as long as the
 //! process and is inherited by every worker), so slots are `&'static`; only
@@ -15,8 +17,14 @@ use std::time::Duration;
 
 use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
 
-/// Most workers one master can run (TTIN stops here): 1024 × 64 bytes.
+/// Most workers one master can run (TTIN stops here).
 pub const CAPACITY: usize = 1024;
+/// Most app threads per worker (`--threads`). The mapping is sized for
+/// CAPACITY × MAX_THREADS entries, but only the pages of live workers'
+/// entries are ever touched, so memory follows use.
+pub const MAX_THREADS: usize = 256;
+/// Bytes of the request line kept per thread for the timeout log line.
+const REQUEST_BYTES: usize = 96;
 
 /// What a worker is doing, as its slot says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,12 +54,28 @@ pub struct Slot {
     busy: AtomicU32,
     /// Requests answered so far.
     requests: AtomicU64,
+    /// One entry per app thread (thread 0 is the I/O thread when inline).
+    threads: [ThreadSlot; MAX_THREADS],
+}
+
+/// What one app thread is doing.
+#[derive(Debug)]
+#[repr(C, align(64))]
+pub struct ThreadSlot {
+    /// Monotonic milliseconds when the current request started; 0 when idle.
+    busy_since: AtomicU64,
+    /// `METHOD request-target` of the current request, NUL-padded, for the
+    /// log line of a timeout. Written before `busy_since` (release), read
+    /// after it (acquire); a reader racing a new request may see a mix of
+    /// two requests' bytes, never undefined behaviour.
+    request: [AtomicU8; REQUEST_BYTES],
 }
 
 /// Milliseconds on CLOCK_MONOTONIC, the same clock in every process.
 pub fn now_ms() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map_or(0, |t| t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000)
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        t.tv_sec() as u64 * 1000 + t.tv_nsec() as u64 / 1_000_000
+    })
 }
 
 /// Map the scoreboard. Call once, in the master, before forking.
@@ -70,7 +94,10 @@ pub fn create() -> nix::Result<&'static [Slot]> {
             ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
             MapFlags::MAP_SHARED,
         )?;
-        Ok(std::slice::from_raw_parts(ptr.as_ptr().cast::<Slot>(), CAPACITY))
+        Ok(std::slice::from_raw_parts(
+            ptr.as_ptr().cast::<Slot>(),
+            CAPACITY,
+        ))
     }
 }
 
@@ -83,6 +110,13 @@ pub fn claim(board: &[Slot]) -> Option<usize> {
     slot.busy_since.store(0, Ordering::Relaxed);
     slot.requests.store(0, Ordering::Relaxed);
     slot.heartbeat.store(now_ms(), Ordering::Relaxed);
+    // A killed predecessor may have died mid-request; touch only busy
+    // entries so the pages of unused threads stay untouched.
+    for t in &slot.threads {
+        if t.busy_since.load(Ordering::Relaxed) != 0 {
+            t.finish();
+        }
+    }
     slot.state.store(State::Booting as u8, Ordering::Release);
     Some(i)
 }
@@ -138,6 +172,25 @@ impl Slot {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// The entry of app thread `i` (`i < MAX_THREADS`).
+    pub fn thread(&self, i: usize) -> &ThreadSlot {
+        &self.threads[i]
+    }
+
+    /// Threads among the first `n` that run a request older than `limit` at
+    /// `now` (ms): `(thread, request, elapsed)`.
+    pub fn overdue(&self, n: usize, now: u64, limit: Duration) -> Vec<(usize, String, Duration)> {
+        self.threads[..n.min(MAX_THREADS)]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| {
+                let since = t.busy_since.load(Ordering::Acquire);
+                let elapsed = Duration::from_millis(now.saturating_sub(since));
+                (since != 0 && elapsed > limit).then(|| (i, t.request(), elapsed))
+            })
+            .collect()
+    }
+
     /// Whether the worker shows life at `now` (ms): its loop turned within
     /// `stale`, or it is inside a request younger than `timeout` (with
     /// `--threads 1` the loop does not turn while the app runs).
@@ -148,6 +201,32 @@ impl Slot {
         }
         let since = self.busy_since.load(Ordering::Relaxed);
         since != 0 && timeout.is_none_or(|t| now.saturating_sub(since) <= t.as_millis() as u64)
+    }
+}
+
+impl ThreadSlot {
+    /// This thread starts `request` (`METHOD target`).
+    pub fn start(&self, method: &str, target: &str) {
+        let mut bytes = method.bytes().chain([b' ']).chain(target.bytes());
+        for cell in &self.request {
+            cell.store(bytes.next().unwrap_or(0), Ordering::Relaxed);
+        }
+        self.busy_since.store(now_ms().max(1), Ordering::Release);
+    }
+
+    /// This thread's request ended.
+    pub fn finish(&self) {
+        self.busy_since.store(0, Ordering::Release);
+    }
+
+    fn request(&self) -> String {
+        let bytes: Vec<u8> = self
+            .request
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .take_while(|&b| b != 0)
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
     }
 }
 
@@ -176,6 +255,23 @@ mod tests {
         assert_eq!(board[i].state(), State::Ready);
         assert_eq!(board[i].requests(), 1);
         assert_eq!(board[i].busy(), 0);
+    }
+
+    #[test]
+    fn overdue_threads_are_named_with_their_request() {
+        let board = create().unwrap();
+        let slot = &board[claim(board).unwrap()];
+        slot.thread(1).start("GET", "/slow?x=1");
+        let now = now_ms();
+        assert!(slot.overdue(4, now, Duration::from_secs(1)).is_empty());
+        let late = slot.overdue(4, now + 2_000, Duration::from_secs(1));
+        assert_eq!(late.len(), 1);
+        assert_eq!((late[0].0, late[0].1.as_str()), (1, "GET /slow?x=1"));
+        slot.thread(1).finish();
+        assert!(
+            slot.overdue(4, now + 2_000, Duration::from_secs(1))
+                .is_empty()
+        );
     }
 
     #[test]

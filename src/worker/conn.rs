@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use crate::logging::access;
-use crate::master::scoreboard::Slot;
+use crate::master::scoreboard::{Slot, ThreadSlot};
 
 use super::Peer;
 use super::stream::Stream;
@@ -64,12 +64,14 @@ impl Conn {
     }
 }
 
-/// Serve `head` and every complete request already buffered after it.
-/// Returns whether the connection stays open, waiting for more bytes.
-pub(crate) fn serve(ctx: &ServeCtx, conn: &mut Conn, mut head: Head) -> bool {
+/// Serve `head` and every complete request already buffered after it, on
+/// the app thread whose scoreboard entry is `thread`. Returns whether the
+/// connection stays open, waiting for more bytes.
+pub(crate) fn serve(ctx: &ServeCtx, thread: &ThreadSlot, conn: &mut Conn, mut head: Head) -> bool {
     loop {
         let started = Instant::now();
         ctx.slot.request_started();
+        thread.start(&head.method, &head.target);
         let outcome = ctx.app.handle(Request {
             head: &head,
             stream: &conn.stream,
@@ -79,6 +81,7 @@ pub(crate) fn serve(ctx: &ServeCtx, conn: &mut Conn, mut head: Head) -> bool {
             limits: &ctx.limits,
             may_keep_alive: !ctx.stopping.load(Ordering::Relaxed),
         });
+        thread.finish();
         ctx.slot.request_finished();
         if access::enabled() {
             access::log(&access::Entry {

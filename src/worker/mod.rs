@@ -16,7 +16,7 @@ pub mod stream;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -156,10 +156,17 @@ pub fn run(boot: Boot<'_>) -> i32 {
             return exit::WORKER_BOOT_ERROR;
         }
     };
-    match EventLoop::new(settings, listeners, app, signals, slot) {
+    let report = match report.try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(e) => {
+            tracing::error!("worker failed to boot: report pipe: {e}");
+            return exit::WORKER_BOOT_ERROR;
+        }
+    };
+    match EventLoop::new(settings, listeners, app, signals, slot, report) {
         Ok(event_loop) => {
             slot.set_state(SlotState::Ready);
-            let _ = nix::unistd::write(report, b"r");
+            let _ = nix::unistd::write(&event_loop.report, b"r");
             event_loop.run()
         }
         Err(e) => {
@@ -167,6 +174,25 @@ pub fn run(boot: Boot<'_>) -> i32 {
             exit::WORKER_BOOT_ERROR
         }
     }
+}
+
+/// `0..=jitter`, different per worker (Gunicorn's `max_requests_jitter`).
+fn jitter(jitter: u64) -> u64 {
+    if jitter == 0 {
+        return 0;
+    }
+    // No cryptographic need: spread restarts. Mix the pid with the clock.
+    let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ crate::master::scoreboard::now_ms().wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    (seed ^ (seed >> 31)) % (jitter + 1)
+}
+
+/// This process's resident set size in bytes (`/proc/self/statm`, field 2 × page size).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+    Some(pages * page as u64)
 }
 
 /// A kept-alive connection gets `keepalive` to start its next request, or
@@ -194,6 +220,13 @@ struct EventLoop {
     stall: Option<Duration>,
     /// Set after TERM: when to give up on in-flight requests.
     stop_deadline: Option<Instant>,
+    /// Restart after this many requests (`--max-requests` + jitter).
+    max_requests: Option<u64>,
+    /// Restart once resident memory passes this many bytes.
+    max_memory: Option<u64>,
+    next_memory_check: Instant,
+    /// Wakes the master (a byte on its report pipe) when our state changes.
+    report: OwnedFd,
     graceful_timeout: Duration,
     next_sweep: Instant,
 }
@@ -215,6 +248,7 @@ impl EventLoop {
         app: App,
         signals: SignalPipe,
         slot: &'static Slot,
+        report: OwnedFd,
     ) -> std::io::Result<EventLoop> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
@@ -257,6 +291,11 @@ impl EventLoop {
             stop_deadline: None,
             graceful_timeout: settings.graceful_timeout,
             next_sweep: Instant::now() + SWEEP_INTERVAL,
+            max_requests: (settings.max_requests > 0)
+                .then(|| settings.max_requests + jitter(settings.max_requests_jitter)),
+            max_memory: settings.max_worker_memory,
+            next_memory_check: Instant::now(),
+            report,
         };
         event_loop.set_accepting(true)?;
         Ok(event_loop)
@@ -292,6 +331,7 @@ impl EventLoop {
                 }
             }
             self.sweep();
+            self.check_recycling();
         }
         if let Some(pool) = self.pool.take() {
             if self.busy == 0 {
@@ -314,12 +354,39 @@ impl EventLoop {
         true
     }
 
+    /// `--max-requests` and `--max-worker-memory`: restart gracefully
+    /// between requests (the master starts the replacement at once).
+    fn check_recycling(&mut self) {
+        if self.stop_deadline.is_some() {
+            return;
+        }
+        if let Some(limit) = self.max_requests {
+            if self.ctx.slot.requests() >= limit {
+                tracing::info!("Autorestarting worker after {limit} requests");
+                return self.begin_stop();
+            }
+        }
+        let now = Instant::now();
+        if let (Some(limit), true) = (self.max_memory, now >= self.next_memory_check) {
+            self.next_memory_check = now + Duration::from_secs(1);
+            if let Some(rss) = resident_bytes().filter(|&rss| rss > limit) {
+                tracing::info!(
+                    "Autorestarting worker: resident memory {} MiB above the {} MiB limit",
+                    rss >> 20,
+                    limit >> 20
+                );
+                self.begin_stop();
+            }
+        }
+    }
+
     fn begin_stop(&mut self) {
         if self.stop_deadline.is_some() {
             return;
         }
         tracing::info!("Worker exiting (pid: {})", std::process::id());
         self.ctx.slot.set_state(SlotState::Stopping);
+        let _ = nix::unistd::write(&self.report, b"s");
         self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
         self.ctx.stopping.store(true, Ordering::Relaxed);
         let _ = self.set_accepting(false);
@@ -436,7 +503,8 @@ impl EventLoop {
             return;
         }
         let conn = &mut self.conns[key];
-        if serve(&self.ctx, conn, head) {
+        // Inline, the I/O thread is app thread 0.
+        if serve(&self.ctx, self.ctx.slot.thread(0), conn, head) {
             conn.deadline = Instant::now() + self.timeouts.idle(conn);
         } else {
             self.close(key);

@@ -58,7 +58,7 @@ impl Pool {
                 );
                 std::thread::Builder::new()
                     .name(format!("app-{i}"))
-                    .spawn(move || app_thread(&ctx, &job_rx, &ret_tx, &wake))
+                    .spawn(move || app_thread(&ctx, i, &job_rx, &ret_tx, &wake))
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Pool {
@@ -85,9 +85,16 @@ impl Pool {
     }
 }
 
-fn app_thread(ctx: &ServeCtx, jobs: &Receiver<Job>, done: &Sender<Returned>, wake: &EventFd) {
+fn app_thread(
+    ctx: &ServeCtx,
+    index: usize,
+    jobs: &Receiver<Job>,
+    done: &Sender<Returned>,
+    wake: &EventFd,
+) {
+    let thread = ctx.slot.thread(index);
     for Job { mut conn, head } in jobs {
-        let returned = if serve(ctx, &mut conn, head) {
+        let returned = if serve(ctx, thread, &mut conn, head) {
             Returned::Idle(conn)
         } else {
             Returned::Closed

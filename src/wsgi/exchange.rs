@@ -206,7 +206,10 @@ impl ResponseWriter {
 
     /// The status code of the head sent, if one was.
     pub(crate) fn status_code(&self) -> Option<u16> {
-        self.started.as_ref().filter(|_| self.head_sent).map(|s| s.code)
+        self.started
+            .as_ref()
+            .filter(|_| self.head_sent)
+            .map(|s| s.code)
     }
 
     /// Body bytes sent so far.

@@ -147,6 +147,15 @@ impl App {
                     };
                     AppError::Import(format!("failed to load the app {:?}: {reason}", spec.uri))
                 })?;
+            // A request past --timeout gets SIGABRT from the master, and a
+            // crashing C extension SIGSEGV: either way dump every thread's
+            // Python traceback to the log before dying.
+            py.run(
+                c"import faulthandler, sys; faulthandler.enable(file=sys.stderr, all_threads=True)",
+                None,
+                None,
+            )
+            .map_err(boot)?;
             let environ =
                 environ::Base::new(py, spec.multithread, spec.multiprocess).map_err(boot)?;
             Ok(App {

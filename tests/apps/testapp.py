@@ -32,6 +32,7 @@ Every route is deterministic so the Rust side can compute what it expects:
                            with a tag, first writes $TESTAPP_MARKER_DIR/sleep-T
     /osenv?key=K           JSON {"key": K, "value": os.environ.get(K)}
     /crash                 SIGKILLs its own worker
+    /hog?mb=N              keeps N MiB allocated for the worker's life; answers the pid
     /exit                  os._exit(17) in its own worker
     /log?msg=M             writes M to wsgi.errors, answers "logged"
 """
@@ -325,6 +326,15 @@ def route_pid(environ, start_response, q):
     return _text(start_response, "%d\n" % os.getpid())
 
 
+_HOARD = []
+
+
+def route_hog(environ, start_response, q):
+    """Keep `mb` MiB allocated (and touched) for the rest of the worker's life."""
+    _HOARD.append(bytearray(int(q.get("mb", "1")) << 20))
+    return _text(start_response, "%d\n" % os.getpid())
+
+
 def route_crash(environ, start_response, q):
     os.kill(os.getpid(), signal.SIGKILL)
     time.sleep(10)
@@ -368,6 +378,7 @@ ROUTES = {
     "/file": route_file,
     "/sleep": route_sleep,
     "/crash": route_crash,
+    "/hog": route_hog,
     "/exit": route_exit,
     "/log": route_log,
     "/osenv": route_osenv,
