@@ -59,3 +59,9 @@ conformance: build
 
 serve: build
 	target/debug/ferrocorn --chdir examples -b 127.0.0.1:8000 hello:app
+
+# Packages (.deb, .rpm) and the tests under a real systemd live in their own
+# fragments: packaging/packaging.mk (make deb, make rpm) and
+# tests/systemd/systemd.mk (make systemd-test).
+-include packaging/packaging.mk
+-include tests/systemd/systemd.mk
