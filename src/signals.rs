@@ -89,3 +89,13 @@ impl Drop for SignalPipe {
         );
     }
 }
+
+/// Put `signals` back to their default disposition (in a child that wants
+/// none of the handlers it inherited).
+pub fn reset_default(signals: &[Signal]) {
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for &signal in signals {
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        let _ = unsafe { sigaction(signal, &default) };
+    }
+}

@@ -2188,3 +2188,85 @@ fn killed_worker_is_replaced_within_a_second() {
     eprintln!("respawn latency after SIGKILL: {took:?}");
     assert!(took < 2 * SEC, "replacement took {took:?}");
 }
+
+// ---------------------------------------------------------------------------
+// --preload: a zygote per generation
+// ---------------------------------------------------------------------------
+
+/// `(Rss, Pss)` in KiB from /proc/PID/smaps_rollup.
+fn rss_pss(pid: i32) -> (u64, u64) {
+    let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    (field("Rss:"), field("Pss:"))
+}
+
+#[test]
+fn preloaded_workers_share_the_apps_memory() {
+    let s = Server::builder("preload-mem", "bigimport:app")
+        .args(["--preload", "-w", "2"])
+        .start();
+    expect_status(&s.get("/"), 200);
+    let workers = worker_pids(s.pid());
+    assert_eq!(
+        workers.len(),
+        2,
+        "workers must be the master's children: {workers:?}"
+    );
+    for pid in workers {
+        let (rss, pss) = rss_pss(pid);
+        assert!(
+            rss > 64 * 1024,
+            "worker {pid} RSS {rss} KiB lacks the 64 MiB blob"
+        );
+        assert!(
+            pss * 10 < rss * 7,
+            "worker {pid}: PSS {pss} KiB is not well below RSS {rss} KiB: nothing shared"
+        );
+    }
+}
+
+#[test]
+fn preload_reload_serves_new_code() {
+    let (b, notify, version) = notified("preload-hup", &["--preload", "-w", "2"], &[]);
+    let s = b.start();
+    assert!(s.get("/").text().starts_with("v1 "));
+    fs::write(&version, "v2").unwrap();
+    let hup = Instant::now();
+    s.signal(libc::SIGHUP);
+    notify
+        .wait_for("READY=1", hup, 20 * SEC)
+        .expect("READY=1 after the reload");
+    for _ in 0..4 {
+        assert!(s.get("/").text().starts_with("v2 "), "{}", s.log());
+    }
+}
+
+#[test]
+fn preload_import_failure_exits_4() {
+    let mut s = Server::builder("preload-fail", "import_error:app")
+        .args(["--preload", "-w", "2"])
+        .spawn();
+    let status = s.wait_exit(20 * SEC);
+    assert_eq!(exit_code(status), Some(4), "{}", s.log());
+}
+
+#[test]
+fn preloaded_worker_is_respawned_after_a_kill() {
+    let s = testapp("preload-respawn").args(["--preload"]).start();
+    let old: i32 = s.get("/pid").text().trim().parse().unwrap();
+    signal(old, libc::SIGKILL);
+    let replaced = poll_until(10 * SEC, || {
+        s.get("/pid")
+            .text()
+            .trim()
+            .parse::<i32>()
+            .is_ok_and(|p| p != old)
+    });
+    assert!(replaced, "{}", s.log());
+    assert_eq!(worker_pids(s.pid()).len(), 1);
+}

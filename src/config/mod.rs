@@ -79,6 +79,11 @@ struct Cli {
     #[arg(short, long, value_name = "SECS", default_value_t = 30)]
     timeout: u64,
 
+    /// Import the app once, before forking the workers, so they share its
+    /// memory copy-on-write (a zygote per generation: HUP still loads new code).
+    #[arg(long)]
+    preload: bool,
+
     /// Restart a worker gracefully after this many requests; 0 = never.
     #[arg(long, value_name = "N", default_value_t = 0)]
     max_requests: u64,
@@ -180,6 +185,8 @@ pub struct Settings {
     pub virtualenv: Option<PathBuf>,
     /// How long a request may run (and a client may stall); `None` = unlimited.
     pub timeout: Option<Duration>,
+    /// Import the app in a zygote that forks the workers (`--preload`).
+    pub preload: bool,
     /// Requests before a worker restarts; 0 = never.
     pub max_requests: u64,
     /// Random extra requests per worker, `0..=jitter`.
@@ -395,6 +402,7 @@ impl Settings {
             pythonpath: cli.pythonpath,
             virtualenv,
             timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
+            preload: cli.preload,
             max_requests: cli.max_requests,
             max_requests_jitter: cli.max_requests_jitter,
             max_worker_memory: (cli.max_worker_memory > 0).then_some(cli.max_worker_memory << 20),

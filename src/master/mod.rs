@@ -90,6 +90,14 @@ struct Worker {
     aborted: Option<Instant>,
 }
 
+/// A `--preload` zygote: imports the app and forks a worker into each of
+/// its slots, then exits; its workers become ours (we are their subreaper).
+#[derive(Debug)]
+struct Zygote {
+    generation: u32,
+    slots: Vec<usize>,
+}
+
 #[derive(Debug, Clone, Copy)]
 enum State {
     Running,
@@ -105,6 +113,9 @@ struct Master {
     reports: (OwnedFd, OwnedFd),
     board: &'static [Slot],
     workers: HashMap<Pid, Worker>,
+    zygotes: HashMap<Pid, Zygote>,
+    /// Zygote-forked workers reaped before their zygote's exit told us of them.
+    reaped_early: Vec<Pid>,
     wanted: usize,
     /// The generation being spawned; older ones retire once it is ready.
     generation: u32,
@@ -149,6 +160,11 @@ pub fn run(settings: Settings, sockets: Sockets) -> i32 {
         let reports = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
             .map_err(|e| format!("report pipe: {e}"))?;
         let board = scoreboard::create().map_err(|e| format!("scoreboard: {e}"))?;
+        if settings.preload {
+            // Workers forked by a zygote are reparented to us when it exits.
+            nix::sys::prctl::set_child_subreaper(true)
+                .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
+        }
         if let Some(path) = &settings.pidfile {
             std::fs::write(path, format!("{}\n", std::process::id()))
                 .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
@@ -173,6 +189,8 @@ pub fn run(settings: Settings, sockets: Sockets) -> i32 {
         reports,
         board,
         workers: HashMap::new(),
+        zygotes: HashMap::new(),
+        reaped_early: Vec::new(),
         generation: 0,
         served: false,
         reloading: false,
@@ -213,7 +231,7 @@ impl Master {
                     self.promote_ready_generation();
                 }
                 State::Stopping { deadline, killed } => {
-                    if self.workers.is_empty() {
+                    if self.workers.is_empty() && self.zygotes.is_empty() {
                         return;
                     }
                     if !killed && Instant::now() >= deadline {
@@ -369,7 +387,7 @@ impl Master {
     }
 
     fn signal_all(&self, signal: Signal) {
-        for &pid in self.workers.keys() {
+        for &pid in self.workers.keys().chain(self.zygotes.keys()) {
             let _ = kill(pid, signal);
         }
     }
@@ -382,7 +400,13 @@ impl Master {
                 Ok(status) => status,
             };
             let Some(pid) = status.pid() else { continue };
+            if let Some(zygote) = self.zygotes.remove(&pid) {
+                self.zygote_exited(pid, zygote, status);
+                continue;
+            }
             let Some(worker) = self.workers.remove(&pid) else {
+                // A zygote's worker that died before we adopted it.
+                self.reaped_early.push(pid);
                 continue;
             };
             let slot = &self.board[worker.slot];
@@ -403,7 +427,7 @@ impl Master {
                     tracing::info!("Worker exited (pid: {pid})");
                 }
                 WaitStatus::Exited(_, code @ (exit::APP_LOAD_ERROR | exit::WORKER_BOOT_ERROR)) => {
-                    self.boot_failed(&worker, code);
+                    self.boot_failed(worker.generation, code);
                 }
                 WaitStatus::Exited(_, code) => {
                     tracing::warn!("Worker (pid: {pid}) exited with code {code}");
@@ -417,6 +441,38 @@ impl Master {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A zygote exits 0 once its workers are forked: adopt them (their pids
+    /// are in its slots). Otherwise the app did not load.
+    fn zygote_exited(&mut self, pid: Pid, zygote: Zygote, status: WaitStatus) {
+        for &slot in &zygote.slots {
+            let child = Pid::from_raw(self.board[slot].pid());
+            let dead = child.as_raw() == 0 || self.reaped_early.contains(&child);
+            if dead {
+                self.board[slot].set_state(SlotState::Free);
+                continue;
+            }
+            let worker = Worker {
+                retiring: matches!(self.state, State::Stopping { .. }),
+                started: Instant::now(),
+                generation: zygote.generation,
+                slot,
+                aborted: None,
+            };
+            if worker.retiring {
+                let _ = kill(child, Signal::SIGTERM);
+            }
+            self.workers.insert(child, worker);
+        }
+        self.reaped_early.clear();
+        match status {
+            WaitStatus::Exited(_, exit::OK) => {}
+            WaitStatus::Exited(_, code @ (exit::APP_LOAD_ERROR | exit::WORKER_BOOT_ERROR)) => {
+                self.boot_failed(zygote.generation, code);
+            }
+            other => tracing::error!("Zygote (pid: {pid}) failed: {other:?}"),
         }
     }
 
@@ -452,8 +508,9 @@ impl Master {
         }
     }
 
-    /// A worker could not import the app (4) or start Python (3).
-    fn boot_failed(&mut self, worker: &Worker, code: i32) {
+    /// A worker (or zygote) of `generation` could not import the app (4) or
+    /// start Python (3).
+    fn boot_failed(&mut self, generation: u32, code: i32) {
         let reason = if code == exit::APP_LOAD_ERROR {
             "App failed to load."
         } else {
@@ -463,7 +520,7 @@ impl Master {
             // First start: respawning would only fail again.
             return self.halt(code, reason);
         }
-        if self.reloading && worker.generation == self.generation {
+        if self.reloading && generation == self.generation {
             // The new code is broken: keep the generation that works.
             tracing::error!(
                 "Reload failed: {reason} Generation {} keeps serving",
@@ -475,6 +532,11 @@ impl Master {
             for (&pid, w) in self.workers.iter_mut() {
                 if w.generation == abandoned {
                     w.retiring = true;
+                    let _ = kill(pid, Signal::SIGKILL);
+                }
+            }
+            for (&pid, z) in &self.zygotes {
+                if z.generation == abandoned {
                     let _ = kill(pid, Signal::SIGKILL);
                 }
             }
@@ -510,25 +572,49 @@ impl Master {
             .filter(|w| !w.retiring && w.generation == generation && w.aborted.is_none())
             .filter(|w| self.board[w.slot].state() != SlotState::Stopping)
             .count();
-        for _ in serving..self.wanted {
-            let Some(slot) = scoreboard::claim(self.board) else {
-                tracing::error!("scoreboard full: no worker above {}", scoreboard::CAPACITY);
-                return;
-            };
-            match spawn::fork_worker(self, slot) {
+        let booting: usize = self
+            .zygotes
+            .values()
+            .filter(|z| z.generation == generation)
+            .map(|z| z.slots.len())
+            .sum();
+        let missing = self.wanted.saturating_sub(serving + booting);
+        if missing == 0 {
+            return;
+        }
+        // With --preload one zygote forks the whole batch; else one fork each.
+        let batch = if self.settings.preload { missing } else { 1 };
+        for _ in 0..missing / batch {
+            let mut slots: Vec<usize> = Vec::with_capacity(batch);
+            while slots.len() < batch {
+                let Some(slot) = scoreboard::claim(self.board) else {
+                    tracing::error!("scoreboard full: no worker above {}", scoreboard::CAPACITY);
+                    for slot in slots {
+                        self.board[slot].set_state(SlotState::Free);
+                    }
+                    return;
+                };
+                slots.push(slot);
+            }
+            match spawn::fork_child(self, slots.clone()) {
+                Ok(pid) if self.settings.preload => {
+                    self.zygotes.insert(pid, Zygote { generation, slots });
+                }
                 Ok(pid) => {
                     let worker = Worker {
                         retiring: false,
                         started: Instant::now(),
                         generation,
-                        slot,
+                        slot: slots[0],
                         aborted: None,
                     };
                     self.workers.insert(pid, worker);
                 }
                 Err(e) => {
-                    self.board[slot].set_state(SlotState::Free);
-                    tracing::error!("cannot fork a worker: {e}");
+                    for slot in slots {
+                        self.board[slot].set_state(SlotState::Free);
+                    }
+                    tracing::error!("cannot fork: {e}");
                     return;
                 }
             }

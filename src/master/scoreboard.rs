@@ -137,9 +137,15 @@ impl Slot {
         self.state.store(state as u8, Ordering::Release);
     }
 
-    /// Record the worker's pid (the worker, first thing).
+    /// Record the worker's pid (the worker, first thing; or the zygote
+    /// that forked it).
     pub fn set_pid(&self, pid: i32) {
-        self.pid.store(pid, Ordering::Relaxed);
+        self.pid.store(pid, Ordering::Release);
+    }
+
+    /// The worker's pid, 0 if not yet known.
+    pub fn pid(&self) -> i32 {
+        self.pid.load(Ordering::Acquire)
     }
 
     /// The event loop turned: the worker is alive.

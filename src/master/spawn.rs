@@ -9,11 +9,12 @@ use nix::unistd::{ForkResult, Pid, fork};
 use super::{Master, block_signals};
 use crate::worker;
 
-/// Fork one worker into scoreboard slot `slot`; in the child, run it and
-/// exit with its status.
+/// Fork a child for the scoreboard `slots`: a worker (one slot), or with
+/// `--preload` a zygote that forks a worker into each. In the child, run
+/// it and exit with its status.
 ///
 /// Errors: fork(2) failures (out of processes or memory).
-pub(super) fn fork_worker(master: &mut Master, slot: usize) -> nix::Result<Pid> {
+pub(super) fn fork_child(master: &mut Master, slots: Vec<usize>) -> nix::Result<Pid> {
     let old_mask = block_signals();
     let master_pid = nix::unistd::getpid();
     // SAFETY: the master is single-threaded (module invariant of master/), so
@@ -32,7 +33,8 @@ pub(super) fn fork_worker(master: &mut Master, slot: usize) -> nix::Result<Pid> 
             settings: &master.settings,
             listeners,
             master: master_pid,
-            slot: &master.board[slot],
+            board: master.board,
+            slots,
             report: master.reports.1.as_fd(),
         };
         std::process::exit(worker::run(boot));

@@ -31,7 +31,7 @@ use crate::listeners::Listener;
 use crate::master::exit;
 use crate::master::scoreboard::{Slot, State as SlotState};
 use crate::signals::SignalPipe;
-use crate::wsgi::{App, AppError, AppSpec};
+use crate::wsgi::{App, AppError, AppSpec, Forked};
 use conn::{Conn, ServeCtx, serve};
 use pool::{Job, Pool, Returned};
 use stream::Stream;
@@ -89,7 +89,8 @@ const TOKEN_WAKE: u64 = 1;
 const TOKEN_LISTENER: u64 = 2;
 const TOKEN_CONN: u64 = 1 << 32;
 
-/// What a freshly forked worker inherits from the master.
+/// What a freshly forked child (a worker, or with `--preload` a zygote)
+/// inherits from the master.
 #[derive(Debug)]
 pub struct Boot<'a> {
     /// The validated settings.
@@ -98,42 +99,75 @@ pub struct Boot<'a> {
     pub listeners: Vec<Listener>,
     /// The master's pid, to notice being orphaned.
     pub master: nix::unistd::Pid,
-    /// This worker's scoreboard slot.
-    pub slot: &'static Slot,
+    /// The scoreboard.
+    pub board: &'static [Slot],
+    /// The slots of the workers to run: one for a worker; the whole
+    /// batch for a zygote, which forks a worker into each.
+    pub slots: Vec<usize>,
     /// Write end of the master's report pipe: a byte wakes the master.
     pub report: BorrowedFd<'a>,
 }
 
-/// Boot a worker in a freshly forked child and serve until told to stop.
-/// Returns the process exit status (see [`exit`]).
+/// Run a freshly forked child until it is told to stop; returns the
+/// process exit status (see [`exit`]).
 pub fn run(boot: Boot<'_>) -> i32 {
-    let Boot {
-        settings,
-        listeners,
-        master,
-        slot,
-        report,
-    } = boot;
-    let pid = std::process::id();
     // SAFETY: a freshly forked child is single-threaded until the pool starts.
     unsafe { crate::notify::forget() };
+    if boot.settings.preload {
+        zygote(boot)
+    } else {
+        worker(boot, None)
+    }
+}
+
+/// `--preload`: import the app once, freeze the heap and fork a worker into
+/// each slot; the workers share the app's memory copy-on-write and, once
+/// this process exits, become the master's children (it is their
+/// subreaper). A new zygote per generation lets HUP load new code.
+fn zygote(mut boot: Boot<'_>) -> i32 {
+    let pid = std::process::id();
     crate::logging::enter_worker(pid);
-    slot.set_pid(pid as i32);
-    let signals = match SignalPipe::install(&SIGNALS) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("worker cannot install signal handlers: {e}");
-            return exit::WORKER_BOOT_ERROR;
-        }
-    };
+    // No handlers of ours here: TERM or the master's death simply ends us.
+    crate::signals::reset_default(&SIGNALS);
     crate::master::unblock_signals();
-    // The master's death must not leave us serving on alone.
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
-    if nix::unistd::getppid() != master {
+    if nix::unistd::getppid() != boot.master {
         return exit::OK;
     }
-    tracing::info!("Booting worker with pid: {pid}");
+    tracing::info!(
+        "Preloading the app for {} worker(s) (pid: {pid})",
+        boot.slots.len()
+    );
+    let app = match load_app(boot.settings) {
+        Ok(app) => app,
+        Err(code) => return code,
+    };
+    app.freeze();
+    for slot in std::mem::take(&mut boot.slots) {
+        let old_mask = crate::master::block_signals();
+        match app.fork() {
+            Ok(Forked::Child) => {
+                let boot = Boot {
+                    listeners: std::mem::take(&mut boot.listeners),
+                    slots: vec![slot],
+                    ..boot
+                };
+                return worker(boot, Some(app));
+            }
+            Ok(Forked::Parent(child)) => boot.board[slot].set_pid(child),
+            Err(e) => tracing::error!("zygote cannot fork a worker: {e}"),
+        }
+        let _ = nix::sys::signal::sigprocmask(
+            nix::sys::signal::SigmaskHow::SIG_SETMASK,
+            Some(&old_mask),
+            None,
+        );
+    }
+    exit::OK
+}
 
+/// Import the app; on failure log why and return the exit status.
+fn load_app(settings: &Settings) -> Result<App, i32> {
     let spec = AppSpec {
         uri: settings.app.clone(),
         venv_python: settings
@@ -145,16 +179,57 @@ pub fn run(boot: Boot<'_>) -> i32 {
         multithread: settings.threads > 1,
         multiprocess: settings.workers > 1,
     };
-    let app = match App::load(&spec) {
-        Ok(app) => app,
-        Err(e @ AppError::Import(_)) => {
+    App::load(&spec).map_err(|e| match e {
+        AppError::Import(_) => {
             tracing::error!("{e}");
-            return exit::APP_LOAD_ERROR;
+            exit::APP_LOAD_ERROR
         }
-        Err(e @ AppError::Interpreter(_)) => {
+        AppError::Interpreter(_) => {
             tracing::error!("worker failed to boot: {e}");
+            exit::WORKER_BOOT_ERROR
+        }
+    })
+}
+
+/// A worker: import the app (unless a zygote did) and serve.
+fn worker(boot: Boot<'_>, preloaded: Option<App>) -> i32 {
+    let Boot {
+        settings,
+        listeners,
+        master,
+        board,
+        slots,
+        report,
+    } = boot;
+    let slot = &board[slots[0]];
+    let pid = std::process::id();
+    crate::logging::enter_worker(pid);
+    slot.set_pid(pid as i32);
+    let signals = match SignalPipe::install(&SIGNALS) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("worker cannot install signal handlers: {e}");
             return exit::WORKER_BOOT_ERROR;
         }
+    };
+    crate::master::unblock_signals();
+    if preloaded.is_some() {
+        // Our parent is the zygote, which exits once the batch is forked;
+        // the death signal below must be armed against the master.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while nix::unistd::getppid() != master && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    // The master's death must not leave us serving on alone.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    if nix::unistd::getppid() != master {
+        return exit::OK;
+    }
+    tracing::info!("Booting worker with pid: {pid}");
+    let app = match preloaded.map_or_else(|| load_app(settings), Ok) {
+        Ok(app) => app,
+        Err(code) => return code,
     };
     let report = match report.try_clone_to_owned() {
         Ok(fd) => fd,

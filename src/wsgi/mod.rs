@@ -92,6 +92,15 @@ pub struct Outcome {
     pub sent: u64,
 }
 
+/// Which side of [`App::fork`] this process is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// The new process.
+    Child,
+    /// The forking process; the child's pid.
+    Parent(i32),
+}
+
 /// A loaded WSGI application and the per-worker environ base.
 #[derive(Debug)]
 pub struct App {
@@ -161,6 +170,37 @@ impl App {
             Ok(App {
                 app: app.unbind(),
                 environ,
+            })
+        })
+    }
+
+    /// Move everything allocated so far (the imported app) to the permanent
+    /// generation (`gc.freeze()`), so the collector of a forked worker does
+    /// not touch — and copy — the pages it shares with its siblings.
+    pub fn freeze(&self) {
+        Python::attach(|py| {
+            if let Err(e) = py.import("gc").and_then(|gc| gc.call_method0("freeze")) {
+                tracing::warn!("gc.freeze() failed: {e}");
+            }
+        });
+    }
+
+    /// Fork the process with `os.fork()`, which runs CPython's before- and
+    /// after-fork hooks (the GIL, the import lock and thread states are
+    /// made valid in the child). Only a single-threaded process may call it.
+    ///
+    /// Errors: the OSError message.
+    pub fn fork(&self) -> Result<Forked, String> {
+        Python::attach(|py| {
+            let pid: i32 = py
+                .import("os")
+                .and_then(|os| os.call_method0("fork"))
+                .and_then(|p| p.extract())
+                .map_err(|e| e.to_string())?;
+            Ok(if pid == 0 {
+                Forked::Child
+            } else {
+                Forked::Parent(pid)
             })
         })
     }
