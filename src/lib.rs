@@ -22,6 +22,9 @@ use master::exit;
 
 /// Run ferrocorn with this process's command line; returns the exit status.
 pub fn main() -> i32 {
+    // SAFETY: first thing in main: single-threaded.
+    let upgrade_ready = unsafe { master::upgrade::inherited_ready_pipe() };
+    let relaunch = master::upgrade::Relaunch::capture();
     let settings = match Settings::from_env_and_args(std::env::args_os().collect()) {
         Ok(Ok(settings)) => settings,
         Ok(Err(e)) => {
@@ -111,5 +114,5 @@ pub fn main() -> i32 {
         notify::failed(&e.to_string(), None);
         return exit::CONFIG;
     }
-    master::run(settings, sockets)
+    master::run(settings, sockets, relaunch, upgrade_ready)
 }

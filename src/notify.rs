@@ -30,6 +30,12 @@ pub fn reloading() {
     }
 }
 
+/// `MAINPID=` and a status: the service's main process is now `pid` (a
+/// binary upgrade hands over to the new master).
+pub fn main_pid(pid: u32, status: &str) {
+    send(&[NotifyState::MainPid(pid), NotifyState::Status(status)]);
+}
+
 /// `STOPPING=1`.
 pub fn stopping() {
     send(&[NotifyState::Stopping, NotifyState::Status("stopping")]);

@@ -2270,3 +2270,84 @@ fn preloaded_worker_is_respawned_after_a_kill() {
     assert!(replaced, "{}", s.log());
     assert_eq!(worker_pids(s.pid()).len(), 1);
 }
+
+// ---------------------------------------------------------------------------
+// USR2: binary upgrade
+// ---------------------------------------------------------------------------
+
+#[test]
+fn usr2_hands_over_to_a_new_master_without_failed_requests() {
+    let b = testapp("usr2").args(["-w", "2"]);
+    let notify = NotifySocket::bind(b.dir());
+    let mut s = b
+        .env("NOTIFY_SOCKET", notify.path.to_str().unwrap())
+        .start();
+    notify
+        .wait_for("READY=1", notify.opened, 10 * SEC)
+        .expect("READY=1");
+    let old = s.pid();
+    let addr = s.addr.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let load = thread::spawn(move || {
+        let (mut ok, mut failed) = (0, Vec::new());
+        let t0 = Instant::now();
+        while !flag.load(std::sync::atomic::Ordering::Relaxed)
+            && t0.elapsed() < 20 * SEC
+            && ok < 5000
+        {
+            match addr.connect() {
+                Ok(stream) => match Client::from_stream(stream)
+                    .request("GET", "/", &[("Connection", "close")], b"")
+                    .status
+                {
+                    200 => ok += 1,
+                    other => failed.push(format!("status {other}")),
+                },
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        (ok, failed)
+    });
+    thread::sleep(Duration::from_millis(300));
+    let usr2 = Instant::now();
+    s.signal(libc::SIGUSR2);
+    let (_, handover) = notify
+        .wait_for("MAINPID=", usr2, 20 * SEC)
+        .unwrap_or_else(|| panic!("no MAINPID=\n{}", s.log()));
+    let new: i32 = handover
+        .lines()
+        .find_map(|l| l.strip_prefix("MAINPID="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_ne!(new, old);
+    assert_eq!(
+        exit_code(s.wait_exit(20 * SEC)),
+        Some(0),
+        "the old master did not retire:\n{}",
+        s.log()
+    );
+    // The new master's workers serve; the old master's are gone.
+    let worker: i32 = s.get("/pid").text().trim().parse().unwrap();
+    assert_eq!(
+        ppid_of(worker),
+        Some(new),
+        "worker {worker} is not the new master's"
+    );
+    thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    assert!(ok > 10, "only {ok} requests made");
+    assert!(
+        failed.is_empty(),
+        "{} requests failed across the upgrade: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    signal(new, libc::SIGTERM);
+    assert!(
+        poll_until(15 * SEC, || !pid_alive(new)),
+        "the new master did not stop"
+    );
+}

@@ -11,6 +11,7 @@
 
 pub mod scoreboard;
 mod spawn;
+pub mod upgrade;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
@@ -44,7 +45,7 @@ pub mod exit {
 }
 
 /// Signals the master acts on.
-const SIGNALS: [Signal; 10] = [
+pub(crate) const SIGNALS: [Signal; 10] = [
     Signal::SIGCHLD,
     Signal::SIGHUP,
     Signal::SIGTERM,
@@ -134,6 +135,14 @@ struct Master {
     last_status: (Instant, String),
     /// Requests served by workers already reaped.
     requests_reaped: u64,
+    /// How to start this binary again, for a binary upgrade.
+    relaunch: upgrade::Relaunch,
+    /// A new master started by USR2, not yet ready.
+    upgrade: Option<upgrade::Upgrade>,
+    /// The service was handed to a new master: leave its sockets alone.
+    handed_over: bool,
+    /// Started by a binary upgrade: tell the old master here once ready.
+    upgrade_ready: Option<OwnedFd>,
 }
 
 /// Block every signal around fork, so none reaches a child before it has
@@ -154,7 +163,14 @@ pub(crate) fn unblock_signals() {
 }
 
 /// Run the master until it stops; returns the process exit status.
-pub fn run(settings: Settings, sockets: Sockets) -> i32 {
+/// `relaunch` says how this process was started (for USR2);
+/// `upgrade_ready` is the pipe of an old master that started this one.
+pub fn run(
+    settings: Settings,
+    sockets: Sockets,
+    relaunch: upgrade::Relaunch,
+    upgrade_ready: Option<OwnedFd>,
+) -> i32 {
     let setup = || -> Result<_, String> {
         let signals = SignalPipe::install(&SIGNALS).map_err(|e| format!("signal handlers: {e}"))?;
         let reports = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
@@ -205,6 +221,10 @@ pub fn run(settings: Settings, sockets: Sockets) -> i32 {
             String::new(),
         ),
         requests_reaped: 0,
+        relaunch,
+        upgrade: None,
+        handed_over: false,
+        upgrade_ready,
     };
     master.run_loop();
     master.cleanup();
@@ -224,6 +244,7 @@ impl Master {
             }
             self.drain_reports();
             self.reap();
+            self.check_upgrade();
             self.abort_overdue();
             match self.state {
                 State::Running => {
@@ -258,10 +279,13 @@ impl Master {
         if self.watchdog.is_some() {
             timeout = timeout.min(self.next_ping.saturating_duration_since(Instant::now()));
         }
-        let mut fds = [
+        let mut fds = vec![
             PollFd::new(signals.fd(), PollFlags::POLLIN),
             PollFd::new(self.reports.0.as_fd(), PollFlags::POLLIN),
         ];
+        if let Some(up) = &self.upgrade {
+            fds.push(PollFd::new(up.ready.as_fd(), PollFlags::POLLIN));
+        }
         let ms = u16::try_from(timeout.as_millis()).unwrap_or(1000);
         let _ = poll(&mut fds, PollTimeout::from(ms));
     }
@@ -273,7 +297,8 @@ impl Master {
 
     fn handle_signal(&mut self, signal: Signal) {
         match signal {
-            Signal::SIGCHLD | Signal::SIGWINCH | Signal::SIGUSR2 => {}
+            Signal::SIGCHLD | Signal::SIGWINCH => {}
+            Signal::SIGUSR2 => self.start_upgrade(),
             Signal::SIGHUP => self.reload(),
             Signal::SIGTERM => match self.state {
                 State::Running => self.stop(true),
@@ -314,6 +339,39 @@ impl Master {
         self.generation += 1;
     }
 
+    /// USR2: start the binary on disk as a new master on our listeners.
+    fn start_upgrade(&mut self) {
+        if !matches!(self.state, State::Running) || self.upgrade.is_some() || !self.served {
+            return;
+        }
+        match upgrade::start(&self.relaunch, &self.sockets) {
+            Ok(up) => {
+                tracing::info!(
+                    "Handling signal: usr2; starting new master {} (pid: {})",
+                    self.relaunch.exe.display(),
+                    up.pid
+                );
+                self.upgrade = Some(up);
+            }
+            Err(e) => tracing::error!("binary upgrade: cannot start a new master: {e}"),
+        }
+    }
+
+    /// Once the new master serves: hand systemd its pid and retire.
+    fn check_upgrade(&mut self) {
+        let Some(up) = &self.upgrade else { return };
+        let mut buf = [0u8; 64];
+        if !matches!(nix::unistd::read(&up.ready, &mut buf), Ok(1..)) {
+            return;
+        }
+        let pid = up.pid;
+        tracing::info!("New master (pid: {pid}) is serving; handing over and retiring");
+        notify::main_pid(pid.as_raw() as u32, "handing over to the upgraded master");
+        self.upgrade = None;
+        self.handed_over = true;
+        self.stop(true);
+    }
+
     /// When every worker of the current generation is ready: retire the
     /// older generations and, if that was a start or a reload, say READY=1.
     fn promote_ready_generation(&mut self) {
@@ -338,7 +396,15 @@ impl Master {
             self.served = true;
             self.reloading = false;
             let line = self.status_line();
-            notify::ready(&line);
+            match self.upgrade_ready.take() {
+                // Started by USR2: the old master is still the service's
+                // main PID; it hands over with MAINPID= (systemd would
+                // ignore our READY=1 until then).
+                Some(old_master) => {
+                    let _ = nix::unistd::write(&old_master, b"ready\n");
+                }
+                None => notify::ready(&line),
+            }
             self.last_status.1 = line;
         }
     }
@@ -400,6 +466,13 @@ impl Master {
                 Ok(status) => status,
             };
             let Some(pid) = status.pid() else { continue };
+            if self.upgrade.as_ref().is_some_and(|u| u.pid == pid) {
+                tracing::error!(
+                    "Binary upgrade failed: the new master exited ({status:?}); still serving"
+                );
+                self.upgrade = None;
+                continue;
+            }
             if let Some(zygote) = self.zygotes.remove(&pid) {
                 self.zygote_exited(pid, zygote, status);
                 continue;
@@ -624,6 +697,10 @@ impl Master {
     /// `STATUS=` (at most once a second, when it changed), `WATCHDOG=1` while
     /// some worker is alive, and more start-up time while the app imports.
     fn tell_systemd(&mut self) {
+        if self.upgrade_ready.is_some() {
+            // Not the main PID yet (see promote_ready_generation).
+            return;
+        }
         let now = Instant::now();
         if matches!(self.state, State::Running)
             && now.duration_since(self.last_status.0) >= STATUS_INTERVAL
@@ -677,8 +754,10 @@ impl Master {
     }
 
     fn cleanup(&mut self) {
-        for l in &self.sockets.http {
-            l.remove_created_path();
+        if !self.handed_over {
+            for l in &self.sockets.http {
+                l.remove_created_path();
+            }
         }
         if let Some(path) = &self.pidfile {
             let ours = std::fs::read_to_string(path)
