@@ -176,7 +176,10 @@ pub unsafe fn inherited_ready_pipe() -> Option<OwnedFd> {
     // SAFETY: only queried, not retained. A stale variable from a
     // hand-written environment could name any number; F_GETFD at least
     // makes sure it is open before we take it.
-    let open = fcntl(unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }, FcntlArg::F_GETFD);
+    let open = fcntl(
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+        FcntlArg::F_GETFD,
+    );
     open.ok()?;
     // SAFETY: the old master placed this fd for us and nothing else in this
     // fresh process owns it. Doubt: as above, a forged variable.

@@ -30,6 +30,8 @@ pub(crate) struct Conn {
     pub listener: usize,
     /// When the I/O thread gives up waiting for the next head.
     pub deadline: Instant,
+    /// No request has been taken from it yet (just accepted).
+    pub fresh: bool,
 }
 
 /// What `serve` needs besides the connection; shared by all threads of a worker.
@@ -45,6 +47,23 @@ pub(crate) struct ServeCtx {
 }
 
 impl Conn {
+    /// Whether a stopping worker may close it without losing a request: it
+    /// has served at least one, holds no partial one, and no bytes of a
+    /// next one wait in the kernel (closing over unread bytes sends a RST).
+    pub fn is_idle(&self) -> bool {
+        if self.fresh || !self.buf.is_empty() {
+            return false;
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            self.stream.fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        !matches!(
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO),
+            Ok(1..)
+        )
+    }
+
     /// Take the next complete head off the front of `buf`, if there is one.
     pub fn next_head(&mut self, limits: &Limits) -> Result<Option<Head>, ParseError> {
         match parse_head(&self.buf, limits)? {
@@ -68,6 +87,7 @@ impl Conn {
 /// the app thread whose scoreboard entry is `thread`. Returns whether the
 /// connection stays open, waiting for more bytes.
 pub(crate) fn serve(ctx: &ServeCtx, thread: &ThreadSlot, conn: &mut Conn, mut head: Head) -> bool {
+    conn.fresh = false;
     loop {
         let started = Instant::now();
         ctx.slot.request_started();

@@ -466,8 +466,14 @@ impl EventLoop {
         self.ctx.stopping.store(true, Ordering::Relaxed);
         let _ = self.set_accepting(false);
         self.listeners.clear();
-        // Idle connections have nothing in flight: close them now.
-        self.conns.retain(|_, c| !c.buf.is_empty());
+        // Idle keep-alive connections have nothing in flight: close them.
+        // The others get their request answered with `Connection: close`,
+        // without waiting longer than a keep-alive for it to arrive.
+        let soon = Instant::now() + self.timeouts.keepalive;
+        self.conns.retain(|_, c| {
+            c.deadline = c.deadline.min(soon);
+            !c.is_idle()
+        });
     }
 
     fn set_accepting(&mut self, on: bool) -> std::io::Result<()> {
@@ -532,6 +538,7 @@ impl EventLoop {
                 peer,
                 listener: index,
                 deadline: Instant::now() + self.timeouts.head,
+                fresh: true,
             };
             let flags = self.conn_flags();
             let entry = self.conns.vacant_entry();
@@ -593,7 +600,7 @@ impl EventLoop {
         for r in returned {
             self.busy -= 1;
             if let Returned::Idle(mut conn) = r {
-                if self.stop_deadline.is_some() && conn.buf.is_empty() {
+                if self.stop_deadline.is_some() && conn.is_idle() {
                     continue;
                 }
                 conn.deadline = Instant::now() + self.timeouts.idle(&conn);
