@@ -18,7 +18,7 @@ CARGO ?= cargo
 VENV := .venv
 VENV_PYTHON := /usr/bin/python3.11
 
-.PHONY: all build test lint cargo-test venv conformance serve clean-venv
+.PHONY: all build test lint cargo-test venv conformance serve clean-venv lifecycle-bench
 
 all: build
 
@@ -65,3 +65,9 @@ serve: build
 # tests/systemd/systemd.mk (make systemd-test).
 -include packaging/packaging.mk
 -include tests/systemd/systemd.mk
+
+# The master's life cycle under load (20 HUPs, respawn latency): not part of
+# `make test`; its figures go into the closing notes.
+lifecycle-bench:
+	$(CARGO) build --release
+	python3 scripts/lifecycle-bench.py
