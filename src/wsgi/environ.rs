@@ -14,6 +14,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use super::Request;
 use super::input::Input;
 use super::response::FileWrapper;
+use crate::http::Version;
 use crate::listeners::ListenAddr;
 use crate::worker::Peer;
 
@@ -61,11 +62,19 @@ impl Base {
         let env = self.dict.bind(py).copy()?;
         let head = &req.head;
         env.set_item(intern!(py, "wsgi.input"), input)?;
-        env.set_item(intern!(py, "REQUEST_METHOD"), head.method.as_str())?;
-        env.set_item(intern!(py, "SERVER_PROTOCOL"), head.version.as_str())?;
+        env.set_item(intern!(py, "REQUEST_METHOD"), method(py, &head.method))?;
+        let protocol = match head.version {
+            Version::Http11 => intern!(py, "HTTP/1.1"),
+            Version::Http10 => intern!(py, "HTTP/1.0"),
+        };
+        env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
         env.set_item(intern!(py, "RAW_URI"), head.target.as_str())?;
         let (path, query) = head.path_and_query();
-        env.set_item(intern!(py, "QUERY_STRING"), query)?;
+        if query.is_empty() {
+            env.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?;
+        } else {
+            env.set_item(intern!(py, "QUERY_STRING"), query)?;
+        }
         let path = percent_encoding::percent_decode_str(path).collect::<Vec<u8>>();
         let path = match path.strip_prefix(self.script_name.as_bytes()) {
             Some(rest) if !self.script_name.is_empty() && (rest.is_empty() || rest[0] == b'/') => {
@@ -89,10 +98,8 @@ impl Base {
             if req.peer.is_trusted_proxy() && is_secure_scheme(name, &field.value) {
                 https = true;
             }
-            let key = if name.eq_ignore_ascii_case("content-type") {
-                intern!(py, "CONTENT_TYPE").clone()
-            } else if name.eq_ignore_ascii_case("content-length") {
-                intern!(py, "CONTENT_LENGTH").clone()
+            let key = if let Some(k) = common_key(py, name) {
+                k.clone()
             } else {
                 key.clear();
                 key.push_str("HTTP_");
@@ -134,6 +141,52 @@ impl Base {
         }
         Ok(env)
     }
+}
+
+/// The request method as an interned string when it is a common one.
+fn method<'py>(py: Python<'py>, method: &str) -> Bound<'py, PyString> {
+    match method {
+        "GET" => intern!(py, "GET").clone(),
+        "POST" => intern!(py, "POST").clone(),
+        "HEAD" => intern!(py, "HEAD").clone(),
+        "PUT" => intern!(py, "PUT").clone(),
+        "DELETE" => intern!(py, "DELETE").clone(),
+        "PATCH" => intern!(py, "PATCH").clone(),
+        "OPTIONS" => intern!(py, "OPTIONS").clone(),
+        other => PyString::new(py, other),
+    }
+}
+
+/// The environ key of a common field, interned once per process, so the
+/// usual request costs no key allocation (and dict lookups hit cached hashes).
+fn common_key<'py>(py: Python<'py>, name: &str) -> Option<&'py Bound<'py, PyString>> {
+    macro_rules! keys {
+        ($($field:literal => $key:literal),* $(,)?) => {
+            $(if name.eq_ignore_ascii_case($field) {
+                return Some(intern!(py, $key));
+            })*
+        };
+    }
+    keys! {
+        "host" => "HTTP_HOST",
+        "user-agent" => "HTTP_USER_AGENT",
+        "accept" => "HTTP_ACCEPT",
+        "accept-encoding" => "HTTP_ACCEPT_ENCODING",
+        "accept-language" => "HTTP_ACCEPT_LANGUAGE",
+        "connection" => "HTTP_CONNECTION",
+        "cookie" => "HTTP_COOKIE",
+        "referer" => "HTTP_REFERER",
+        "content-type" => "CONTENT_TYPE",
+        "content-length" => "CONTENT_LENGTH",
+        "cache-control" => "HTTP_CACHE_CONTROL",
+        "origin" => "HTTP_ORIGIN",
+        "x-forwarded-for" => "HTTP_X_FORWARDED_FOR",
+        "x-forwarded-proto" => "HTTP_X_FORWARDED_PROTO",
+        "x-real-ip" => "HTTP_X_REAL_IP",
+        "x-request-id" => "HTTP_X_REQUEST_ID",
+        "authorization" => "HTTP_AUTHORIZATION",
+    }
+    None
 }
 
 /// Gunicorn's default `secure_scheme_headers`, honoured from trusted peers only.

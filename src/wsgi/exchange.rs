@@ -34,6 +34,11 @@ pub(crate) struct Started {
 }
 
 impl Started {
+    /// Bytes the app's fields take on the wire.
+    fn fields_len(&self) -> usize {
+        self.fields.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
+    }
+
     /// Validate a status and field list given by the app.
     ///
     /// Errors: a message naming the bad status or field, raised to the app.
@@ -171,6 +176,8 @@ impl Exchange {
     ) -> io::Result<()> {
         let mut head = Vec::new();
         if !w.head_sent {
+            // One allocation for a typical head (status line, Server, Date, the fields).
+            head.reserve(192 + w.started.as_ref().map_or(0, Started::fields_len));
             let awaiting = self.awaiting_continue();
             w.build_head(&mut head, total, awaiting);
             w.head_sent = true;

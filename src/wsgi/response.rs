@@ -169,9 +169,12 @@ pub(crate) fn run(
         Err(e) => return (failed(ex), Some(e)),
     };
     let result = send_iterable(py, &iterable, ex);
-    let close_err = match iterable.getattr(pyo3::intern!(py, "close")) {
-        Ok(close) => close.call0().err(),
-        Err(_) => None,
+    // getattr_opt: a missing close() (a plain list) must not cost building
+    // and discarding an AttributeError on every request.
+    let close_err = match iterable.getattr_opt(pyo3::intern!(py, "close")) {
+        Ok(Some(close)) => close.call0().err(),
+        Ok(None) => None,
+        Err(e) => Some(e),
     };
     match (result, close_err) {
         (Ok(ending), None) => (ending, None),
