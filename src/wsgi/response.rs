@@ -169,12 +169,17 @@ pub(crate) fn run(
         Err(e) => return (failed(ex), Some(e)),
     };
     let result = send_iterable(py, &iterable, ex);
-    // getattr_opt: a missing close() (a plain list) must not cost building
-    // and discarding an AttributeError on every request.
-    let close_err = match iterable.getattr_opt(pyo3::intern!(py, "close")) {
-        Ok(Some(close)) => close.call0().err(),
-        Ok(None) => None,
-        Err(e) => Some(e),
+    // A plain list or tuple (the common return) has no close(): skip the
+    // lookup, which on Python 3.11 builds and drops an AttributeError.
+    let plain =
+        iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>();
+    let close_err = match (plain, || iterable.getattr_opt(pyo3::intern!(py, "close"))) {
+        (true, _) => None,
+        (false, lookup) => match lookup() {
+            Ok(Some(close)) => close.call0().err(),
+            Ok(None) => None,
+            Err(e) => Some(e),
+        },
     };
     match (result, close_err) {
         (Ok(ending), None) => (ending, None),
