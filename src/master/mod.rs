@@ -76,6 +76,9 @@ const EXTEND_LIMIT: Duration = Duration::from_secs(600);
 /// A worker aborted for a request past `--timeout` gets this long to write
 /// its tracebacks and die before SIGKILL.
 const ABORT_GRACE: Duration = Duration::from_secs(3);
+/// After a reload, READY=1 waits until the old workers stopped accepting,
+/// but no longer than this (one may be inside a long inline request).
+const RETIRE_WAIT: Duration = Duration::from_secs(2);
 /// `STATUS=` is sent at most this often.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -124,6 +127,9 @@ struct Master {
     served: bool,
     /// A HUP is in progress (RELOADING=1 sent, READY=1 owed).
     reloading: bool,
+    /// A generation became ready at this instant; READY=1 is owed once the
+    /// older generations stopped accepting.
+    ready_owed: Option<Instant>,
     state: State,
     exit_code: i32,
     pidfile: Option<PathBuf>,
@@ -210,6 +216,7 @@ pub fn run(
         generation: 0,
         served: false,
         reloading: false,
+        ready_owed: None,
         state: State::Running,
         exit_code: exit::OK,
         respawn_at: now,
@@ -250,6 +257,7 @@ impl Master {
                 State::Running => {
                     self.spawn_missing();
                     self.promote_ready_generation();
+                    self.announce_ready();
                 }
                 State::Stopping { deadline, killed } => {
                     if self.workers.is_empty() && self.zygotes.is_empty() {
@@ -395,18 +403,36 @@ impl Master {
             tracing::info!("{what}: generation {current}, {ready} worker(s) serving");
             self.served = true;
             self.reloading = false;
-            let line = self.status_line();
-            match self.upgrade_ready.take() {
-                // Started by USR2: the old master is still the service's
-                // main PID; it hands over with MAINPID= (systemd would
-                // ignore our READY=1 until then).
-                Some(old_master) => {
-                    let _ = nix::unistd::write(&old_master, b"ready\n");
-                }
-                None => notify::ready(&line),
-            }
-            self.last_status.1 = line;
+            self.ready_owed = Some(Instant::now());
         }
+    }
+
+    /// READY=1 (or, after a binary upgrade, the word to the old master) once
+    /// no worker of an older generation accepts any more, so that whoever
+    /// waits for it — `systemctl reload` with `Type=notify-reload` — is only
+    /// answered by the new code afterwards.
+    fn announce_ready(&mut self) {
+        let Some(since) = self.ready_owed else { return };
+        let current = self.generation;
+        let old_accepting = self
+            .workers
+            .values()
+            .any(|w| w.generation < current && self.board[w.slot].state() == SlotState::Ready);
+        if old_accepting && since.elapsed() < RETIRE_WAIT {
+            return;
+        }
+        self.ready_owed = None;
+        let line = self.status_line();
+        match self.upgrade_ready.take() {
+            // Started by USR2: the old master is still the service's main
+            // PID; it hands over with MAINPID= (systemd would ignore our
+            // READY=1 until then).
+            Some(old_master) => {
+                let _ = nix::unistd::write(&old_master, b"ready\n");
+            }
+            None => notify::ready(&line),
+        }
+        self.last_status.1 = line;
     }
 
     /// TERM up to `n` serving workers that `which(worker, generation)`
@@ -434,7 +460,10 @@ impl Master {
             (Signal::SIGQUIT, QUICK_STOP, "quick")
         };
         tracing::info!("Shutting down: {how} stop");
-        notify::stopping();
+        if !self.handed_over {
+            // After MAINPID= the service is the new master's to describe.
+            notify::stopping();
+        }
         self.signal_all(signal);
         let deadline = Instant::now() + grace;
         self.state = match self.state {
@@ -697,8 +726,8 @@ impl Master {
     /// `STATUS=` (at most once a second, when it changed), `WATCHDOG=1` while
     /// some worker is alive, and more start-up time while the app imports.
     fn tell_systemd(&mut self) {
-        if self.upgrade_ready.is_some() {
-            // Not the main PID yet (see promote_ready_generation).
+        if self.upgrade_ready.is_some() || self.handed_over {
+            // Not the main PID (yet, or any more): see announce_ready.
             return;
         }
         let now = Instant::now();

@@ -393,13 +393,14 @@ impl EventLoop {
                 }
             };
             self.ctx.slot.beat();
+            // Signals first: a TERM must stop accepting before this turn
+            // accepts anything (the master promises old code is gone).
+            if events[..n].iter().any(|ev| ev.data() == TOKEN_SIGNAL) && !self.on_signals() {
+                return exit::OK;
+            }
             for ev in &events[..n] {
                 match ev.data() {
-                    TOKEN_SIGNAL => {
-                        if !self.on_signals() {
-                            return exit::OK;
-                        }
-                    }
+                    TOKEN_SIGNAL => {}
                     TOKEN_WAKE => self.on_returns(),
                     t if t >= TOKEN_CONN => self.on_readable((t - TOKEN_CONN) as usize),
                     t => self.on_acceptable((t - TOKEN_LISTENER) as usize),
@@ -460,12 +461,13 @@ impl EventLoop {
             return;
         }
         tracing::info!("Worker exiting (pid: {})", std::process::id());
-        self.ctx.slot.set_state(SlotState::Stopping);
-        let _ = nix::unistd::write(&self.report, b"s");
         self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
         self.ctx.stopping.store(true, Ordering::Relaxed);
         let _ = self.set_accepting(false);
         self.listeners.clear();
+        // Only now, with no listener left, tell the master we are stopping.
+        self.ctx.slot.set_state(SlotState::Stopping);
+        let _ = nix::unistd::write(&self.report, b"s");
         // Idle keep-alive connections have nothing in flight: close them.
         // The others get their request answered with `Connection: close`,
         // without waiting longer than a keep-alive for it to arrive.
