@@ -2211,12 +2211,13 @@ fn preloaded_workers_share_the_apps_memory() {
         .args(["--preload", "-w", "2"])
         .start();
     expect_status(&s.get("/"), 200);
-    let workers = worker_pids(s.pid());
-    assert_eq!(
-        workers.len(),
-        2,
-        "workers must be the master's children: {workers:?}"
+    // The zygote exits right after forking; then only the workers remain.
+    assert!(
+        poll_until(10 * SEC, || worker_pids(s.pid()).len() == 2),
+        "workers must be the master's children: {:?}",
+        worker_pids(s.pid())
     );
+    let workers = worker_pids(s.pid());
     for pid in workers {
         let (rss, pss) = rss_pss(pid);
         assert!(
@@ -2268,7 +2269,12 @@ fn preloaded_worker_is_respawned_after_a_kill() {
             .is_ok_and(|p| p != old)
     });
     assert!(replaced, "{}", s.log());
-    assert_eq!(worker_pids(s.pid()).len(), 1);
+    // The replacement's zygote exits right after forking it.
+    assert!(
+        poll_until(10 * SEC, || worker_pids(s.pid()).len() == 1),
+        "{:?}",
+        worker_pids(s.pid())
+    );
 }
 
 // ---------------------------------------------------------------------------
