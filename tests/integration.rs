@@ -1682,33 +1682,7 @@ fn reload_serves_new_code_without_failed_requests() {
         .wait_for("READY=1", notify.opened, 10 * SEC)
         .expect("first READY=1");
 
-    // A steady client loop across the reload: bounded in time and count.
-    let addr = s.addr.clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = std::sync::Arc::clone(&stop);
-    let load = thread::spawn(move || {
-        let (mut ok, mut failed) = (0, Vec::new());
-        let started = Instant::now();
-        while !flag.load(std::sync::atomic::Ordering::Relaxed)
-            && started.elapsed() < 20 * SEC
-            && ok + failed.len() < 5000
-        {
-            match addr.connect() {
-                Ok(stream) => {
-                    let mut c = Client::from_stream(stream);
-                    match c
-                        .request("GET", "/slow", &[("Connection", "close")], b"")
-                        .status
-                    {
-                        200 => ok += 1,
-                        other => failed.push(format!("status {other}")),
-                    }
-                }
-                Err(e) => failed.push(e.to_string()),
-            }
-        }
-        (ok, failed)
-    });
+    let load = SteadyLoad::start(&s.addr, "/slow");
     thread::sleep(Duration::from_millis(500));
     fs::write(&version, "v2").unwrap();
     let hup = Instant::now();
@@ -1727,8 +1701,7 @@ fn reload_serves_new_code_without_failed_requests() {
         "old code served after READY=1"
     );
     thread::sleep(Duration::from_millis(500));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = load.join().unwrap();
+    let (ok, failed) = load.finish();
     assert!(ok > 10, "the load loop made only {ok} requests");
     assert!(
         failed.is_empty(),
@@ -2292,29 +2265,7 @@ fn usr2_hands_over_to_a_new_master_without_failed_requests() {
         .wait_for("READY=1", notify.opened, 10 * SEC)
         .expect("READY=1");
     let old = s.pid();
-    let addr = s.addr.clone();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = std::sync::Arc::clone(&stop);
-    let load = thread::spawn(move || {
-        let (mut ok, mut failed) = (0, Vec::new());
-        let t0 = Instant::now();
-        while !flag.load(std::sync::atomic::Ordering::Relaxed)
-            && t0.elapsed() < 20 * SEC
-            && ok < 5000
-        {
-            match addr.connect() {
-                Ok(stream) => match Client::from_stream(stream)
-                    .request("GET", "/", &[("Connection", "close")], b"")
-                    .status
-                {
-                    200 => ok += 1,
-                    other => failed.push(format!("status {other}")),
-                },
-                Err(e) => failed.push(e.to_string()),
-            }
-        }
-        (ok, failed)
-    });
+    let load = SteadyLoad::start(&s.addr, "/");
     thread::sleep(Duration::from_millis(300));
     let usr2 = Instant::now();
     s.signal(libc::SIGUSR2);
@@ -2342,8 +2293,7 @@ fn usr2_hands_over_to_a_new_master_without_failed_requests() {
         "worker {worker} is not the new master's"
     );
     thread::sleep(Duration::from_millis(300));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = load.join().unwrap();
+    let (ok, failed) = load.finish();
     assert!(ok > 10, "only {ok} requests made");
     assert!(
         failed.is_empty(),

@@ -1243,3 +1243,49 @@ pub fn has_line(message: &str, line: &str) -> bool {
         }
     })
 }
+
+/// A steady client loop in the background: one request per connection
+/// (`Connection: close`) to `target`, bounded to 20 s and 5,000 requests.
+#[derive(Debug)]
+pub struct SteadyLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: thread::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl SteadyLoad {
+    pub fn start(addr: &Addr, target: &str) -> SteadyLoad {
+        let (addr, target) = (addr.clone(), target.to_string());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let (mut ok, mut failed) = (0, Vec::new());
+            let started = Instant::now();
+            while !flag.load(Ordering::Relaxed)
+                && started.elapsed() < Duration::from_secs(20)
+                && ok + failed.len() < 5000
+            {
+                match addr.connect() {
+                    Ok(stream) => {
+                        let mut c = Client::from_stream(stream);
+                        match c
+                            .request("GET", &target, &[("Connection", "close")], b"")
+                            .status
+                        {
+                            200 => ok += 1,
+                            other => failed.push(format!("status {other}")),
+                        }
+                    }
+                    Err(e) => failed.push(e.to_string()),
+                }
+            }
+            (ok, failed)
+        });
+        SteadyLoad { stop, thread }
+    }
+
+    /// Stop the loop: `(answered with 200, what failed)`.
+    pub fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().expect("load thread")
+    }
+}
