@@ -6,6 +6,8 @@
 //! model (DESIGN §8); only [`wsgi`] touches Python and only [`http`] knows
 //! the wire format.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod http;
 pub mod listeners;

@@ -20,7 +20,12 @@ use socket2::{Domain, SockAddr, Socket, Type};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Bind {
     /// `HOST:PORT`, `HOST` (port 8000) or `[V6]:PORT`; resolved at bind time.
-    Tcp { host: String, port: u16 },
+    Tcp {
+        /// Host name or address literal (IPv6 without brackets).
+        host: String,
+        /// TCP port.
+        port: u16,
+    },
     /// `unix:PATH` or `unix://PATH`.
     Unix(PathBuf),
     /// `fd://N`: an already-listening socket inherited from the parent.
@@ -111,7 +116,12 @@ pub struct Listener {
 pub enum ListenError {
     /// bind(2)/listen(2)/socket(2) failed for one address.
     #[error("cannot listen on {what}: {source}")]
-    Bind { what: String, source: io::Error },
+    Bind {
+        /// The address as given.
+        what: String,
+        /// The system call's error.
+        source: io::Error,
+    },
     /// A live server already answers on this UNIX socket path.
     #[error("cannot listen on unix:{}: another server is accepting connections there", .0.display())]
     UnixInUse(PathBuf),
@@ -120,7 +130,12 @@ pub enum ListenError {
     NotASocket(PathBuf),
     /// An inherited descriptor is not a listening stream socket.
     #[error("inherited fd {fd} is not a usable listening socket: {reason}")]
-    BadFd { fd: RawFd, reason: String },
+    BadFd {
+        /// The descriptor number.
+        fd: RawFd,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A host name resolved to no address.
     #[error("cannot resolve {0}")]
     Resolve(String),

@@ -12,7 +12,12 @@ use nix::unistd::{Gid, Uid};
 pub enum PrivilegeError {
     /// setgroups/setgid/setuid failed (e.g. not root and asked for another user).
     #[error("cannot switch to {what}: {source}")]
-    Switch { what: String, source: nix::Error },
+    Switch {
+        /// `user N` or `group N`.
+        what: String,
+        /// The system call's error.
+        source: nix::Error,
+    },
 }
 
 /// Switch to `group` and `user` (when given) and drop all capabilities.
