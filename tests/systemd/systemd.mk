@@ -3,8 +3,11 @@
 # suite builds a cached rootfs (about 80 s, needs deb.debian.org once).
 #
 #   make systemd-test            bookworm (systemd 252, the .deb) + trixie (systemd 257)
-#   make systemd-test-bookworm   the eight checks of tests/systemd/inside.sh
-#   make systemd-test-trixie     socket activation + synchronous reload (notify-reload)
+#   make systemd-test-bookworm   the eight checks of tests/systemd/inside.sh, .deb installed
+#   make systemd-test-trixie     the same with Type=notify-reload (synchronous reload)
+#
+# SYSTEMD_TEST_BOOKWORM_CHECKS / SYSTEMD_TEST_TRIXIE_CHECKS="3 4" pick checks;
+# SYSTEMD_TEST_NO_BUILD=1 reuses target/ as it is (see tests/systemd/run.sh).
 #
 # Logs, journals and artifacts: target/systemd-test/TIMESTAMP/SUITE/.
 

@@ -7,7 +7,7 @@ GET /env        the worker's environment variable names, one per line; the
                 checks look for NOTIFY_SOCKET, LISTEN_* and WATCHDOG_* there
 anything else   404
 
-VERSION is a module constant so that changing this file and reloading
+The version string is a module constant, so changing this file and reloading
 (HUP) proves that the new generation re-imported the code. If a file
 named `import_delay` sits next to this module, the import sleeps that many
 seconds: it widens the reload window so that a server which signals
