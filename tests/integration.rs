@@ -2379,3 +2379,116 @@ fn stopping_worker_answers_a_connection_it_accepted_before_term() {
     );
     assert!(r.header_has_token("connection", "close"), "{}", r.summary());
 }
+
+// ---------------------------------------------------------------------------
+// The configuration file (-c, TOML with Gunicorn's setting names)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn config_file_settings_apply_and_the_command_line_wins() {
+    let b = testapp("config");
+    let cfg = b.dir().join("ferrocorn.toml");
+    fs::write(
+        &cfg,
+        "workers = 2\nthreads = 3\nraw_env = [\"FROM_FILE=yes\"]\n",
+    )
+    .unwrap();
+    let s = b.arg("-c").arg(&cfg).start();
+    let env = s.get("/environ").json();
+    assert_eq!(
+        env.get("wsgi.multiprocess"),
+        &Value::Bool(true),
+        "workers = 2 not applied"
+    );
+    assert_eq!(
+        env.get("wsgi.multithread"),
+        &Value::Bool(true),
+        "threads = 3 not applied"
+    );
+    assert_eq!(
+        s.get("/osenv?key=FROM_FILE").json().get("value").str(),
+        "yes"
+    );
+    drop(s);
+    let b = testapp("config-cli");
+    let cfg = b.dir().join("ferrocorn.toml");
+    fs::write(&cfg, "workers = 2\n").unwrap();
+    let s = b.arg("-c").arg(&cfg).args(["-w", "1"]).start();
+    let env = s.get("/environ").json();
+    assert_eq!(
+        env.get("wsgi.multiprocess"),
+        &Value::Bool(false),
+        "the command line must win"
+    );
+}
+
+#[test]
+fn config_file_errors_name_the_setting_and_exit_78() {
+    let dir = TempDir::new("config-bad");
+    let cfg = dir.join("bad.toml");
+    fs::write(&cfg, "wokers = 2\n").unwrap();
+    let (status, _, err) = run_with_timeout(
+        Command::new(BIN).args(["-c", cfg.to_str().unwrap(), "testapp:app"]),
+        10 * SEC,
+    );
+    assert_eq!(exit_code(status), Some(78), "{err}");
+    assert!(
+        err.contains("unknown setting \"wokers\"") && err.contains("bad.toml"),
+        "{err}"
+    );
+    // The app may come from the file; without it anywhere, say so.
+    fs::write(&cfg, "workers = 1\n").unwrap();
+    let (status, _, err) = run_with_timeout(
+        Command::new(BIN).args(["-c", cfg.to_str().unwrap()]),
+        10 * SEC,
+    );
+    assert_eq!(exit_code(status), Some(78), "{err}");
+    assert!(err.contains("wsgi_app"), "{err}");
+}
+
+#[test]
+fn hup_rereads_the_config_file() {
+    let b = testapp("config-hup");
+    let notify = NotifySocket::bind(b.dir());
+    let cfg = b.dir().join("ferrocorn.toml");
+    fs::write(&cfg, "raw_env = [\"GREETING=one\"]\n").unwrap();
+    let s = b
+        .arg("-c")
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", notify.path.to_str().unwrap())
+        .start();
+    assert_eq!(
+        s.get("/osenv?key=GREETING").json().get("value").str(),
+        "one"
+    );
+    fs::write(&cfg, "raw_env = [\"GREETING=two\"]\nworkers = 2\n").unwrap();
+    let hup = Instant::now();
+    s.signal(libc::SIGHUP);
+    let (_, ready) = notify
+        .wait_for("READY=1", hup, 20 * SEC)
+        .expect("READY=1 after the reload");
+    assert!(
+        ready.contains("workers 2/2 ready"),
+        "workers = 2 not re-read: {ready}"
+    );
+    assert_eq!(
+        s.get("/osenv?key=GREETING").json().get("value").str(),
+        "two"
+    );
+    // A broken file keeps the current settings and still reloads.
+    fs::write(&cfg, "workers = \"many\"\n").unwrap();
+    let hup = Instant::now();
+    s.signal(libc::SIGHUP);
+    notify
+        .wait_for("READY=1", hup, 20 * SEC)
+        .expect("READY=1 after a reload with a bad file");
+    assert!(
+        s.log().contains("cannot re-read the configuration"),
+        "{}",
+        s.log()
+    );
+    assert_eq!(
+        s.get("/osenv?key=GREETING").json().get("value").str(),
+        "two"
+    );
+}

@@ -1,10 +1,13 @@
 //! Settings: the command line (Gunicorn's flag names) parsed by clap, then
 //! validated into [`Settings`], the one typed value the master and workers
-//! read.
+//! read. Sources, lowest first: defaults → the `-c` file ([`file`]) →
+//! `FERROCORN_CMD_ARGS` → the command line (DESIGN §7).
 //!
 //! Invariant: a `Settings` is valid — every range is checked here, so no
 //! other module re-validates; a bad value is a [`ConfigError`] naming the
 //! setting, and `main` maps it to exit status 78 (EX_CONFIG).
+
+pub mod file;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -47,7 +50,15 @@ struct Cli {
     /// The WSGI application: `MODULE:CALLABLE`, `MODULE` (callable `application`),
     /// or a factory call `MODULE:create_app()` / `MODULE:create_app("arg")`.
     #[arg(value_name = "MODULE[:CALLABLE]")]
-    app: String,
+    app: Option<String>,
+
+    /// The app when set by the configuration file's `wsgi_app`.
+    #[arg(long, hide = true)]
+    wsgi_app: Option<String>,
+
+    /// Configuration file (TOML, Gunicorn's setting names as keys); re-read on HUP.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
 
     /// Address to listen on, repeatable: HOST:PORT, HOST (port 8000), [::1]:PORT,
     /// unix:PATH or fd://N. Ignored when systemd passes sockets (LISTEN_FDS).
@@ -221,6 +232,11 @@ pub struct Settings {
     pub group: Option<nix::unistd::Gid>,
     /// umask(2) value to set at start.
     pub umask: Option<u32>,
+    /// The configuration file, absolute, if one was given.
+    pub config: Option<PathBuf>,
+    /// `argv[0]`, the environment's arguments and the command line's, as
+    /// parsed: with the file, what a reload parses again.
+    cmdline: Vec<OsString>,
 }
 
 /// `--log-target`.
@@ -264,34 +280,78 @@ impl Settings {
         Ok(Settings::validate(cli))
     }
 
-    /// Parse `argv` with the arguments of `FERROCORN_CMD_ARGS` (or Gunicorn's
-    /// `GUNICORN_CMD_ARGS`) inserted before the command line's own, so a
-    /// systemd `EnvironmentFile=` can carry the settings and flags given on
-    /// the command line win.
+    /// Parse `argv` with the configuration file's settings before it and
+    /// the arguments of `FERROCORN_CMD_ARGS` (or Gunicorn's
+    /// `GUNICORN_CMD_ARGS`) in between, so a systemd `EnvironmentFile=` can
+    /// carry the settings and flags given on the command line win.
     ///
-    /// Errors: as [`Settings::from_args`]; badly quoted environment
-    /// arguments are a [`ConfigError`].
+    /// Errors: as [`Settings::from_args`]; an unreadable or invalid file and
+    /// badly quoted environment arguments are a [`ConfigError`].
     pub fn from_env_and_args(
         argv: Vec<OsString>,
     ) -> Result<Result<Settings, ConfigError>, clap::Error> {
         let mut argv = argv.into_iter();
-        let mut all: Vec<OsString> = argv.next().into_iter().collect();
+        let mut cmdline: Vec<OsString> = argv.next().into_iter().collect();
         for var in ["FERROCORN_CMD_ARGS", "GUNICORN_CMD_ARGS"] {
             let Ok(value) = std::env::var(var) else {
                 continue;
             };
             match shlex::split(&value) {
-                Some(words) => all.extend(words.into_iter().map(OsString::from)),
+                Some(words) => cmdline.extend(words.into_iter().map(OsString::from)),
                 None => return Ok(Err(bad("cmd_args", format!("{var}: unbalanced quotes")))),
             }
             break;
         }
-        all.extend(argv);
-        Settings::from_args(all)
+        cmdline.extend(argv);
+        let config = file::find_config_arg(&cmdline[1..]).map(|c| {
+            let c = PathBuf::from(c);
+            std::path::absolute(&c).unwrap_or(c)
+        });
+        Settings::parse_with_file(cmdline, config)
+    }
+
+    fn parse_with_file(
+        cmdline: Vec<OsString>,
+        config: Option<PathBuf>,
+    ) -> Result<Result<Settings, ConfigError>, clap::Error> {
+        let file_args = match &config {
+            Some(path) => match file::to_args(path) {
+                Ok(args) => args,
+                Err(e) => return Ok(Err(e)),
+            },
+            None => Vec::new(),
+        };
+        let all = cmdline[..1]
+            .iter()
+            .chain(&file_args)
+            .chain(&cmdline[1..])
+            .cloned();
+        Ok(Settings::from_args(all)?.map(|mut s| {
+            s.config = config;
+            s.cmdline = cmdline;
+            s
+        }))
+    }
+
+    /// Parse the same sources again (HUP): the file may have changed.
+    ///
+    /// Errors: a message naming what is now wrong.
+    pub fn reread(&self) -> Result<Settings, String> {
+        match Settings::parse_with_file(self.cmdline.clone(), self.config.clone()) {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(e.to_string().trim().to_string()),
+        }
     }
 
     fn validate(cli: Cli) -> Result<Settings, ConfigError> {
-        if cli.app.trim().is_empty() || cli.app.starts_with(':') {
+        let Some(app) = cli.app.or(cli.wsgi_app) else {
+            return Err(bad(
+                "wsgi_app",
+                "no application: give MODULE[:CALLABLE] or wsgi_app in the config file",
+            ));
+        };
+        if app.trim().is_empty() || app.starts_with(':') {
             return Err(bad("wsgi_app", "expected MODULE[:CALLABLE]"));
         }
         if cli.workers == 0 {
@@ -394,7 +454,7 @@ impl Settings {
             })
             .transpose()?;
         Ok(Settings {
-            app: cli.app,
+            app,
             bind,
             workers: cli.workers,
             threads: cli.threads,
@@ -424,6 +484,8 @@ impl Settings {
             user,
             group,
             umask,
+            config: None,
+            cmdline: Vec::new(),
         })
     }
 }

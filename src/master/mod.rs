@@ -343,8 +343,66 @@ impl Master {
             self.generation + 1
         );
         notify::reloading();
+        match self.settings.reread() {
+            Ok(new) => self.apply_settings(new),
+            Err(e) => tracing::error!(
+                "Reload: cannot re-read the configuration ({e}); keeping the current settings"
+            ),
+        }
         self.reloading = true;
         self.generation += 1;
+    }
+
+    /// Use re-read settings for the next generation. What only a restart
+    /// can change (the sockets, the process's identity, directory and log
+    /// destinations) keeps its current value, with a warning.
+    fn apply_settings(&mut self, mut new: Settings) {
+        let old = &self.settings;
+        let fixed = [
+            ("bind", old.bind != new.bind),
+            ("chdir", old.chdir != new.chdir),
+            ("user", old.user != new.user),
+            ("group", old.group != new.group),
+            ("umask", old.umask != new.umask),
+            ("pidfile", old.pidfile != new.pidfile),
+            ("log_target", old.log_target != new.log_target),
+            ("accesslog", old.access_log != new.access_log),
+            (
+                "access_log_format",
+                old.access_log_format != new.access_log_format,
+            ),
+            ("preload_app", old.preload != new.preload),
+        ];
+        for (name, changed) in fixed {
+            if changed {
+                tracing::warn!("Reload: {name} changed; it takes effect at the next restart");
+            }
+        }
+        if let Some(venv) = &new.virtualenv {
+            if let Err(e) = crate::wsgi::check_virtualenv(venv) {
+                tracing::error!("Reload: virtualenv: {e}; keeping the current settings");
+                return;
+            }
+        }
+        new.bind = old.bind.clone();
+        new.chdir = old.chdir.clone();
+        (new.user, new.group, new.umask) = (old.user, old.group, old.umask);
+        new.pidfile = old.pidfile.clone();
+        new.log_target = old.log_target;
+        new.access_log = old.access_log.clone();
+        new.access_log_format = old.access_log_format.clone();
+        new.preload = old.preload;
+        if new.virtualenv.is_none() {
+            // Found next to the app at start rather than named: keep it.
+            new.virtualenv = old.virtualenv.clone();
+        }
+        for (key, value) in &new.raw_env {
+            // SAFETY: the master is single-threaded; workers forked from now
+            // on inherit the new environment.
+            unsafe { std::env::set_var(key, value) };
+        }
+        self.wanted = new.workers;
+        self.settings = new;
     }
 
     /// USR2: start the binary on disk as a new master on our listeners.
