@@ -2492,3 +2492,23 @@ fn hup_rereads_the_config_file() {
         "two"
     );
 }
+
+#[test]
+fn graceful_worker_exit_runs_the_apps_atexit_handlers() {
+    let b = Server::builder("atexit", "atexit_app:app");
+    let marker = b.dir().join("atexit.out");
+    let mut s = b
+        .arg("-e")
+        .arg(format!("ATEXIT_FILE={}", marker.display()))
+        .start();
+    let worker = s.get("/").text();
+    s.signal(libc::SIGTERM);
+    assert_eq!(exit_code(s.wait_exit(15 * SEC)), Some(0));
+    let text = fs::read_to_string(&marker).unwrap_or_default();
+    assert_eq!(
+        text,
+        format!("bye {}", worker),
+        "atexit handlers did not run:\n{}",
+        s.log()
+    );
+}

@@ -409,10 +409,13 @@ impl EventLoop {
             self.sweep();
             self.check_recycling();
         }
-        if let Some(pool) = self.pool.take() {
-            if self.busy == 0 {
+        // With requests still running at the deadline, just go: their
+        // threads hold Python state and cannot be waited for.
+        if self.busy == 0 {
+            if let Some(pool) = self.pool.take() {
                 pool.join();
             }
+            self.ctx.app.shutdown();
         }
         exit::OK
     }

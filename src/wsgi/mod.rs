@@ -205,6 +205,27 @@ impl App {
         })
     }
 
+    /// A graceful worker exit: run the app's `atexit` handlers (logging's
+    /// flush, error reporters' queues) and flush `sys.stdout`/`stderr`, as
+    /// a Python process ending with `sys.exit()` would. The interpreter is
+    /// not finalized: the process exits right after.
+    pub fn shutdown(&self) {
+        Python::attach(|py| {
+            let run = py
+                .import("atexit")
+                .and_then(|atexit| atexit.call_method0("_run_exitfuncs"));
+            if let Err(e) = run {
+                tracing::warn!("atexit handlers: {}", exception_line(py, &e));
+            }
+            for stream in ["stdout", "stderr"] {
+                let _ = py
+                    .import("sys")
+                    .and_then(|sys| sys.getattr(stream))
+                    .and_then(|s| s.call_method0("flush"));
+            }
+        });
+    }
+
     /// Run one request through the app and send its response.
     pub fn handle(&self, mut req: Request<'_>) -> Outcome {
         // The body reader owns the bytes read past the head.
