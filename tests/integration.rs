@@ -2512,3 +2512,22 @@ fn graceful_worker_exit_runs_the_apps_atexit_handlers() {
         s.log()
     );
 }
+
+#[test]
+fn app_print_output_is_not_held_back_under_journald() {
+    // Under systemd stdout is the journal's stream socket: a block-buffered
+    // print() would reach the journal late. With JOURNAL_STREAM set the
+    // workers write through; the captured stdout shows it at once.
+    let s = testapp("print")
+        .env("JOURNAL_STREAM", "0:0")
+        .without_env("PYTHONUNBUFFERED")
+        .start();
+    expect_status(&s.get("/print?msg=printed-right-away"), 200);
+    let stdout = s.dir.join("stdout.log");
+    assert!(
+        poll_until(3 * SEC, || fs::read_to_string(&stdout)
+            .is_ok_and(|t| t.contains("printed-right-away"))),
+        "print() output still buffered: {:?}",
+        fs::read_to_string(&stdout)
+    );
+}

@@ -90,6 +90,12 @@ pub fn init(venv_python: Option<&Path>, argv: &[String]) -> Result<(), String> {
         let config = config.assume_init_mut();
         config.install_signal_handlers = 0;
         config.parse_argv = 0;
+        // Under systemd stdout is the journal's stream socket, where a
+        // block-buffered print() would reach the journal late or at exit:
+        // write through, as `python -u` does.
+        if std::env::var_os("JOURNAL_STREAM").is_some() {
+            config.buffered_stdio = 0;
+        }
         let result = configure(config, venv_python, argv);
         let status = match result {
             Ok(()) => ffi::Py_InitializeFromConfig(config),

@@ -32,6 +32,7 @@ Every route is deterministic so the Rust side can compute what it expects:
                            with a tag, first writes $TESTAPP_MARKER_DIR/sleep-T
     /osenv?key=K           JSON {"key": K, "value": os.environ.get(K)}
     /crash                 SIGKILLs its own worker
+    /print?msg=M           print(M) to the worker's stdout
     /hog?mb=N              keeps N MiB allocated for the worker's life; answers the pid
     /exit                  os._exit(17) in its own worker
     /log?msg=M             writes M to wsgi.errors, answers "logged"
@@ -356,6 +357,11 @@ def route_log(environ, start_response, q):
     return _text(start_response, "logged\n")
 
 
+def route_print(environ, start_response, q):
+    print(q.get("msg", "nothing"))
+    return _text(start_response, "printed\n")
+
+
 def route_root(environ, start_response, q):
     return _text(start_response, "ok\n")
 
@@ -378,6 +384,7 @@ ROUTES = {
     "/file": route_file,
     "/sleep": route_sleep,
     "/crash": route_crash,
+    "/print": route_print,
     "/hog": route_hog,
     "/exit": route_exit,
     "/log": route_log,

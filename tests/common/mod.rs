@@ -693,6 +693,7 @@ pub struct ServerBuilder {
     chdir: Option<PathBuf>,
     args: Vec<OsString>,
     env: Vec<(String, String)>,
+    env_removed: Vec<String>,
     listen: Listen,
     wrapper: Vec<OsString>,
     fds: Vec<i32>,
@@ -725,6 +726,7 @@ impl ServerBuilder {
             chdir: Some(apps_dir()),
             args: Vec::new(),
             env: Vec::new(),
+            env_removed: Vec::new(),
             listen: Listen::Unix,
             wrapper: Vec::new(),
             fds: Vec::new(),
@@ -744,6 +746,13 @@ impl ServerBuilder {
     /// An environment variable for the server process itself.
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    /// Remove a variable from the server's environment, including the
+    /// harness's own defaults (`PYTHONUNBUFFERED`).
+    pub fn without_env(mut self, k: &str) -> Self {
+        self.env_removed.push(k.to_string());
         self
     }
 
@@ -831,6 +840,9 @@ impl ServerBuilder {
         cmd.env("PYTHONUNBUFFERED", "1");
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        for k in &self.env_removed {
+            cmd.env_remove(k);
         }
         cmd.current_dir(self.dir.path());
         cmd.stdin(Stdio::null());

@@ -586,6 +586,7 @@ check_7() {
     systemctl start ferrocorn@demo.socket
   fi
   get demo "/journal-probe/ok?x=1" >/dev/null   # 404 from the app, logged anyway
+  get demo "/print?t=p$$" >/dev/null             # the app's own print() and logging
   get demo "/" >/dev/null
   get demo "/?probe=journal" >/dev/null
   run_broken >/dev/null
@@ -646,6 +647,11 @@ check(any(e.get("HTTP_STATUS") == "200" and e.get("HTTP_PATH") == "/" for e in a
       "an access entry for GET / with HTTP_STATUS=200")
 ids = [e.get("REQUEST_ID") for e in access if e.get("REQUEST_ID")]
 check(len(ids) >= 2 and len(set(ids)) == len(ids), f"REQUEST_IDs are unique ({len(ids)} ids, {len(set(ids))} distinct)")
+app_lines = [str(e.get("MESSAGE")) for e in demo]
+check(any(m.startswith("demo print p") for m in app_lines),
+      "the app's print() output is in the unit's journal (stdout, unbuffered)")
+check(any("demo logging p" in m for m in app_lines),
+      "the app's logging output is in the unit's journal")
 errs = [e for e in broken if e.get("SYSLOG_IDENTIFIER") == "ferrocorn" and e.get("PRIORITY") == "3"]
 for e in errs[:3]:
     print("     broken:", json.dumps({k: e[k] for k in show if k in e}))

@@ -5,6 +5,8 @@ GET /sleep?s=N  sleeps N seconds (at most 30), then answers; an in-flight
                 request for the stop/restart checks
 GET /env        the worker's environment variable names, one per line; the
                 checks look for NOTIFY_SOCKET, LISTEN_* and WATCHDOG_* there
+GET /print?t=T  print()s "demo print T" and logs "demo logging T" with the
+                logging module: both must reach the journal
 anything else   404
 
 The version string is a module constant, so changing this file and reloading
@@ -14,6 +16,7 @@ seconds: it widens the reload window so that a server which signals
 readiness before its workers have imported the app is caught.
 """
 
+import logging
 import os
 import time
 import urllib.parse
@@ -38,6 +41,11 @@ def application(environ, start_response):
         seconds = min(float(query.get("s", ["1"])[0]), 30.0)
         time.sleep(seconds)
         body = f"slept {seconds} version={VERSION} pid={os.getpid()}\n"
+    elif path == "/print":
+        token = urllib.parse.parse_qs(environ.get("QUERY_STRING", "")).get("t", ["-"])[0]
+        print(f"demo print {token}")
+        logging.getLogger("demo").warning("demo logging %s", token)
+        body = f"printed {token}\n"
     elif path == "/env":
         body = "".join(f"{name}\n" for name in sorted(os.environ))
     else:
