@@ -611,7 +611,12 @@ def val(e, k):
     return v if isinstance(v, str) else (None if v is None else repr(v))
 
 demo, broken = load(sys.argv[1]), load(sys.argv[2])
-ours = [e for e in demo if e.get("SYSLOG_IDENTIFIER") == "ferrocorn"]
+def app_output(e):
+    # The app's own print()/logging lines come on the stdout stream, which
+    # systemd also names after the executable: they are the app's, not ours.
+    return any(s in str(e.get("MESSAGE", "")) for s in ("demo print", "demo logging"))
+
+ours = [e for e in demo if e.get("SYSLOG_IDENTIFIER") == "ferrocorn" and not app_output(e)]
 other = [e for e in demo if e.get("SYSLOG_IDENTIFIER") not in ("ferrocorn", "systemd")]
 print(f"    demo journal: {len(demo)} entries, {len(ours)} with SYSLOG_IDENTIFIER=ferrocorn, "
       f"{len(other)} from other identifiers {sorted({str(e.get('SYSLOG_IDENTIFIER')) for e in other})[:5]}")
