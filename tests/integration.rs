@@ -2531,3 +2531,29 @@ fn app_print_output_is_not_held_back_under_journald() {
         fs::read_to_string(&stdout)
     );
 }
+
+#[test]
+fn a_slow_reload_extends_the_start_timeout() {
+    let (b, notify, _) = notified("reload-extend", &["-e", "SLOW_IMPORT=1.5"], &[]);
+    let s = b.start();
+    notify
+        .wait_for("READY=1", notify.opened, 20 * SEC)
+        .expect("first READY=1");
+    let hup = Instant::now();
+    s.signal(libc::SIGHUP);
+    let (reloading, _) = notify
+        .wait_for("RELOADING=1", hup, 10 * SEC)
+        .expect("RELOADING=1");
+    let (ready, _) = notify
+        .wait_for("READY=1", reloading, 20 * SEC)
+        .expect("READY=1");
+    let extended = notify
+        .messages()
+        .iter()
+        .any(|(t, m)| *t > reloading && *t < ready && has_line(m, "EXTEND_TIMEOUT_USEC="));
+    assert!(
+        extended,
+        "no EXTEND_TIMEOUT_USEC during the reload's import: {:?}",
+        notify.messages()
+    );
+}

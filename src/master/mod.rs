@@ -71,7 +71,8 @@ const IMPORT_RETRY: Duration = Duration::from_secs(5);
 const HEARTBEAT_STALE: Duration = Duration::from_secs(10);
 /// Each `EXTEND_TIMEOUT_USEC` asks for this much more start-up time…
 const EXTEND_STEP: Duration = Duration::from_secs(5);
-/// …for at most this long, so a hung import still times out in the end.
+/// …for at most this long after a start or a reload began, so a hung import
+/// still times out in the end.
 const EXTEND_LIMIT: Duration = Duration::from_secs(600);
 /// A worker aborted for a request past `--timeout` gets this long to write
 /// its tracebacks and die before SIGKILL.
@@ -135,7 +136,8 @@ struct Master {
     pidfile: Option<PathBuf>,
     /// No spawning before this instant.
     respawn_at: Instant,
-    started: Instant,
+    /// When the current start or reload began (the EXTEND_TIMEOUT_USEC window).
+    booting_since: Instant,
     watchdog: Option<Duration>,
     next_ping: Instant,
     last_status: (Instant, String),
@@ -220,7 +222,7 @@ pub fn run(
         state: State::Running,
         exit_code: exit::OK,
         respawn_at: now,
-        started: now,
+        booting_since: now,
         watchdog: notify::watchdog_interval(),
         next_ping: now,
         last_status: (
@@ -350,6 +352,7 @@ impl Master {
             ),
         }
         self.reloading = true;
+        self.booting_since = Instant::now();
         self.generation += 1;
     }
 
@@ -799,7 +802,7 @@ impl Master {
             }
             self.last_status.0 = now;
             let booting = !self.served || self.reloading;
-            if booting && now.duration_since(self.started) < EXTEND_LIMIT {
+            if booting && now.duration_since(self.booting_since) < EXTEND_LIMIT {
                 notify::extend_timeout(EXTEND_STEP);
             }
         }
