@@ -159,9 +159,8 @@ impl Listener {
         }
     }
 
-    /// Wrap an inherited listening socket (systemd or `fd://N`).
-    ///
-    /// SAFETY contract: the caller passes an fd it owns and nothing else uses.
+    /// Wrap an inherited listening socket (systemd or `fd://N`): check it
+    /// is a TCP or UNIX stream socket, make it non-blocking and close-on-exec.
     fn adopt(socket: Socket) -> Result<Listener, ListenError> {
         let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
         let bad = |reason: String| ListenError::BadFd { fd, reason };

@@ -490,32 +490,25 @@ impl Settings {
     }
 }
 
+/// A user by name, or a numeric uid (which need not be in the user database).
 fn resolve_user(name: &str) -> Result<nix::unistd::Uid, ConfigError> {
-    let found = match name.parse::<u32>() {
-        Ok(id) => nix::unistd::User::from_uid(id.into()),
-        Err(_) => nix::unistd::User::from_name(name),
-    };
-    match found {
+    if let Ok(id) = name.parse::<u32>() {
+        return Ok(id.into());
+    }
+    match nix::unistd::User::from_name(name) {
         Ok(Some(u)) => Ok(u.uid),
-        // A numeric id need not exist in the user database.
-        _ => name
-            .parse::<u32>()
-            .map(Into::into)
-            .map_err(|_| bad("user", format!("no user named {name:?}"))),
+        _ => Err(bad("user", format!("no user named {name:?}"))),
     }
 }
 
+/// A group by name, or a numeric gid.
 fn resolve_group(name: &str) -> Result<nix::unistd::Gid, ConfigError> {
-    let found = match name.parse::<u32>() {
-        Ok(id) => nix::unistd::Group::from_gid(id.into()),
-        Err(_) => nix::unistd::Group::from_name(name),
-    };
-    match found {
+    if let Ok(id) = name.parse::<u32>() {
+        return Ok(id.into());
+    }
+    match nix::unistd::Group::from_name(name) {
         Ok(Some(g)) => Ok(g.gid),
-        _ => name
-            .parse::<u32>()
-            .map(Into::into)
-            .map_err(|_| bad("group", format!("no group named {name:?}"))),
+        _ => Err(bad("group", format!("no group named {name:?}"))),
     }
 }
 

@@ -30,10 +30,10 @@ impl Framing {
     }
 }
 
-/// Whether a response to `method` with status `code` carries no body
-/// (RFC 9110 §6.4.1, §9.3.2).
-pub fn is_bodyless(code: u16, method: &str) -> bool {
-    method == "HEAD" || (100..200).contains(&code) || code == 204 || code == 304
+/// Whether a response with status `code` carries no body: 1xx, 204, 304, or
+/// any answer to HEAD (RFC 9110 §6.4.1, §9.3.2).
+pub fn is_bodyless(code: u16, head_request: bool) -> bool {
+    head_request || (100..200).contains(&code) || code == 204 || code == 304
 }
 
 /// Hop-by-hop fields (RFC 9110 §7.6.1) a WSGI app must not set (PEP 3333,
@@ -252,9 +252,10 @@ mod tests {
 
     #[test]
     fn bodyless_statuses() {
-        assert!(is_bodyless(204, "GET"));
-        assert!(is_bodyless(304, "GET"));
-        assert!(is_bodyless(200, "HEAD"));
-        assert!(!is_bodyless(200, "GET"));
+        assert!(is_bodyless(204, false));
+        assert!(is_bodyless(304, false));
+        assert!(is_bodyless(101, false));
+        assert!(is_bodyless(200, true));
+        assert!(!is_bodyless(200, false));
     }
 }

@@ -254,7 +254,7 @@ impl ResponseWriter {
             .started
             .as_ref()
             .expect("send() only after start_response");
-        let framing = if is_bodyless(started.code, if self.head_request { "HEAD" } else { "" }) {
+        let framing = if is_bodyless(started.code, self.head_request) {
             Framing::NoBody
         } else if let Some(n) = started.length.or(total) {
             Framing::Length(n)
