@@ -7,6 +7,11 @@
 //! are dropped, as Gunicorn does by default, because `X-Auth_Token` and
 //! `X-Auth-Token` would otherwise collide and one could spoof the other.
 
+use std::borrow::Cow;
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
@@ -18,12 +23,26 @@ use crate::http::Version;
 use crate::listeners::ListenAddr;
 use crate::worker::Peer;
 
+/// Room for the keys of a typical environ: the base's ten, the request's
+/// ten and a browser's fifteen or so header fields. The base dict is made
+/// this large, and `dict.copy()` keeps the table size, so filling a
+/// request's environ never resizes it.
+const ENVIRON_CAPACITY: isize = 40;
+
 /// The per-worker part of every environ.
 #[derive(Debug)]
 pub(crate) struct Base {
     dict: Py<PyDict>,
     /// `SCRIPT_NAME` from the process environment (the mount point), or "".
     script_name: String,
+    /// `SERVER_NAME` and `SERVER_PORT` of each TCP listener seen so far.
+    servers: Mutex<Vec<(SocketAddr, Py<PyString>, Py<PyString>)>>,
+}
+
+unsafe extern "C" {
+    /// CPython's `dict` with a hash table sized for `minused` keys
+    /// (`Include/cpython/dictobject.h`); a new reference or NULL.
+    fn _PyDict_NewPresized(minused: pyo3::ffi::Py_ssize_t) -> *mut pyo3::ffi::PyObject;
 }
 
 impl Base {
@@ -32,9 +51,14 @@ impl Base {
             .unwrap_or_default()
             .trim_end_matches('/')
             .to_string();
-        let d = PyDict::new(py);
+        // SAFETY: the GIL is held; the result is a new reference or NULL
+        // with an exception set, which from_owned_ptr_or_err turns into Err.
+        let d = unsafe {
+            Bound::from_owned_ptr_or_err(py, _PyDict_NewPresized(ENVIRON_CAPACITY))?
+                .cast_into_unchecked::<PyDict>()
+        };
         d.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
-        d.set_item("wsgi.url_scheme", "http")?;
+        d.set_item("wsgi.url_scheme", intern!(py, "http"))?;
         d.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
         d.set_item("wsgi.multithread", multithread)?;
         d.set_item("wsgi.multiprocess", multiprocess)?;
@@ -49,6 +73,7 @@ impl Base {
         Ok(Base {
             dict: d.unbind(),
             script_name,
+            servers: Mutex::new(Vec::new()),
         })
     }
 
@@ -68,14 +93,15 @@ impl Base {
             Version::Http10 => intern!(py, "HTTP/1.0"),
         };
         env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
-        env.set_item(intern!(py, "RAW_URI"), head.target.as_str())?;
+        env.set_item(intern!(py, "RAW_URI"), latin1(py, head.target.as_bytes()))?;
         let (path, query) = head.path_and_query();
         if query.is_empty() {
             env.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?;
         } else {
-            env.set_item(intern!(py, "QUERY_STRING"), query)?;
+            env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query.as_bytes()))?;
         }
-        let path = percent_encoding::percent_decode_str(path).collect::<Vec<u8>>();
+        // Borrowed unless the path has percent-escapes.
+        let path: Cow<'_, [u8]> = percent_encoding::percent_decode(path.as_bytes()).into();
         let path = match path.strip_prefix(self.script_name.as_bytes()) {
             Some(rest) if !self.script_name.is_empty() && (rest.is_empty() || rest[0] == b'/') => {
                 rest
@@ -119,28 +145,102 @@ impl Base {
             }
         }
         if https {
-            env.set_item(intern!(py, "wsgi.url_scheme"), "https")?;
+            env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
         }
         // As Gunicorn: a TCP listener names itself; behind a UNIX socket the
         // Host field is the only name there is.
-        let default_port = if https { "443" } else { "80" };
-        let (name, port) = match (req.server, host.and_then(|h| std::str::from_utf8(h).ok())) {
-            (ListenAddr::Tcp(a), _) => (a.ip().to_string(), a.port().to_string()),
-            (ListenAddr::Unix(_), Some(h)) => split_host(h, default_port),
-            (ListenAddr::Unix(_), None) => ("localhost".to_string(), default_port.to_string()),
+        let (name, port) = match req.server {
+            ListenAddr::Tcp(a) => self.server(py, *a),
+            ListenAddr::Unix(_) => {
+                let default_port = match https {
+                    true => intern!(py, "443"),
+                    false => intern!(py, "80"),
+                };
+                match host.map(split_host) {
+                    Some((name, port)) => (
+                        latin1(py, name),
+                        port.map_or_else(|| default_port.clone(), |p| latin1(py, p)),
+                    ),
+                    None => (intern!(py, "localhost").clone(), default_port.clone()),
+                }
+            }
         };
         env.set_item(intern!(py, "SERVER_NAME"), name)?;
         env.set_item(intern!(py, "SERVER_PORT"), port)?;
         match req.peer {
             Peer::Tcp(addr) => {
-                env.set_item(intern!(py, "REMOTE_ADDR"), addr.ip().to_string())?;
-                env.set_item(intern!(py, "REMOTE_PORT"), addr.port().to_string())?;
+                let mut text = [0u8; 64];
+                let ip = match addr.ip() {
+                    IpAddr::V4(v4) => {
+                        let mut n = 0;
+                        for (i, octet) in v4.octets().into_iter().enumerate() {
+                            if i > 0 {
+                                text[n] = b'.';
+                                n += 1;
+                            }
+                            n += push_decimal(&mut text[n..], octet.into());
+                        }
+                        latin1(py, &text[..n])
+                    }
+                    IpAddr::V6(v6) => format_in(py, &mut text, v6),
+                };
+                env.set_item(intern!(py, "REMOTE_ADDR"), ip)?;
+                let n = push_decimal(&mut text, addr.port().into());
+                env.set_item(intern!(py, "REMOTE_PORT"), latin1(py, &text[..n]))?;
             }
             // A UNIX peer has no address; Gunicorn leaves it empty too.
-            Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), "")?,
+            Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, ""))?,
         }
         Ok(env)
     }
+
+    /// `SERVER_NAME` and `SERVER_PORT` of a TCP listener, made once.
+    fn server<'py>(
+        &self,
+        py: Python<'py>,
+        addr: SocketAddr,
+    ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, name, port)) = servers.iter().find(|(a, _, _)| *a == addr) {
+            return (name.bind(py).clone(), port.bind(py).clone());
+        }
+        let name = PyString::new(py, &addr.ip().to_string());
+        let port = PyString::new(py, &addr.port().to_string());
+        servers.push((addr, name.clone().unbind(), port.clone().unbind()));
+        (name, port)
+    }
+}
+
+/// Write `n` in decimal at the start of `out` (room for 20 digits needed);
+/// returns the digits written. Faster than `Display`, which the peer address
+/// of every request would go through.
+fn push_decimal(out: &mut [u8], mut n: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let len = digits.len() - i;
+    out[..len].copy_from_slice(&digits[i..]);
+    len
+}
+
+/// `value` formatted into `buf` (no heap allocation) as a Python `str`.
+fn format_in<'py>(
+    py: Python<'py>,
+    buf: &mut [u8; 64],
+    value: impl std::fmt::Display,
+) -> Bound<'py, PyString> {
+    let mut cursor = std::io::Cursor::new(&mut buf[..]);
+    // An IP address or a port always fits in 64 bytes.
+    let _ = write!(cursor, "{value}");
+    let len = cursor.position() as usize;
+    latin1(py, &buf[..len])
 }
 
 /// The request method as an interned string when it is a common one.
@@ -201,44 +301,65 @@ fn is_secure_scheme(name: &str, value: &[u8]) -> bool {
         .any(|(n, v)| name.eq_ignore_ascii_case(n) && value.eq_ignore_ascii_case(v.as_bytes()))
 }
 
-/// Split a Host value into name and port: `h`, `h:p`, `[v6]`, `[v6]:p`.
-fn split_host(host: &str, default_port: &str) -> (String, String) {
-    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((v6, tail)) => (format!("[{v6}]"), tail.strip_prefix(':')),
-            None => (host.to_string(), None),
+/// Split a Host value into name and port: `h`, `h:p`, `[v6]`, `[v6]:p`; an
+/// empty port counts as none.
+fn split_host(host: &[u8]) -> (&[u8], Option<&[u8]>) {
+    let (name, port) = if host.first() == Some(&b'[') {
+        match host.iter().position(|&b| b == b']') {
+            Some(end) => (&host[..=end], host[end + 1..].strip_prefix(b":")),
+            None => (host, None),
         }
     } else {
-        match host.rsplit_once(':') {
-            Some((n, p)) => (n.to_string(), Some(p)),
-            None => (host.to_string(), None),
+        match host.iter().rposition(|&b| b == b':') {
+            Some(colon) => (&host[..colon], Some(&host[colon + 1..])),
+            None => (host, None),
         }
     };
-    let port = port.filter(|p| !p.is_empty()).unwrap_or(default_port);
-    (name, port.to_string())
+    (name, port.filter(|p| !p.is_empty()))
 }
 
-/// Bytes as a `str` by ISO-8859-1, as PEP 3333 requires for native strings.
+/// Bytes as a `str` by ISO-8859-1, as PEP 3333 requires for native strings
+/// (CPython copies ASCII straight in).
 fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    match std::str::from_utf8(bytes) {
-        Ok(s) if s.is_ascii() => PyString::new(py, s),
-        _ => PyString::new(
+    // SAFETY: the GIL is held and the pointer and length describe `bytes`;
+    // decoding Latin-1 cannot fail, so NULL only means out of memory, which
+    // CPython reports by raising — and pyo3 panics on, as for any allocation.
+    unsafe {
+        Bound::from_owned_ptr(
             py,
-            &bytes.iter().map(|&b| char::from(b)).collect::<String>(),
-        ),
+            pyo3::ffi::PyUnicode_DecodeLatin1(
+                bytes.as_ptr().cast(),
+                bytes.len() as pyo3::ffi::Py_ssize_t,
+                std::ptr::null(),
+            ),
+        )
+        .cast_into_unchecked::<PyString>()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_host;
+    use super::{push_decimal, split_host};
+
+    #[test]
+    fn decimals() {
+        let mut out = [0u8; 20];
+        for n in [0, 7, 10, 255, 65535, u64::MAX] {
+            let len = push_decimal(&mut out, n);
+            assert_eq!(&out[..len], n.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn host_values_split_into_name_and_port() {
-        let s = |h| split_host(h, "80");
-        assert_eq!(s("example.com"), ("example.com".into(), "80".into()));
-        assert_eq!(s("example.com:8080"), ("example.com".into(), "8080".into()));
-        assert_eq!(s("[::1]:8000"), ("[::1]".into(), "8000".into()));
-        assert_eq!(s("[::1]"), ("[::1]".into(), "80".into()));
+        let s = |h: &'static str| split_host(h.as_bytes());
+        assert_eq!(s("example.com"), (&b"example.com"[..], None));
+        assert_eq!(
+            s("example.com:8080"),
+            (&b"example.com"[..], Some(&b"8080"[..]))
+        );
+        assert_eq!(s("example.com:"), (&b"example.com"[..], None));
+        assert_eq!(s("[::1]:8000"), (&b"[::1]"[..], Some(&b"8000"[..])));
+        assert_eq!(s("[::1]"), (&b"[::1]"[..], None));
     }
 }
