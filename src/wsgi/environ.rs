@@ -36,7 +36,15 @@ pub(crate) struct Base {
     /// `SCRIPT_NAME` from the process environment (the mount point), or "".
     script_name: String,
     /// `SERVER_NAME` and `SERVER_PORT` of each TCP listener seen so far.
-    servers: Mutex<Vec<(SocketAddr, Py<PyString>, Py<PyString>)>>,
+    servers: Mutex<Vec<ServerName>>,
+}
+
+/// A TCP listener's `SERVER_NAME` and `SERVER_PORT`.
+#[derive(Debug)]
+struct ServerName {
+    addr: SocketAddr,
+    name: Py<PyString>,
+    port: Py<PyString>,
 }
 
 unsafe extern "C" {
@@ -201,12 +209,16 @@ impl Base {
         addr: SocketAddr,
     ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, name, port)) = servers.iter().find(|(a, _, _)| *a == addr) {
-            return (name.bind(py).clone(), port.bind(py).clone());
+        if let Some(s) = servers.iter().find(|s| s.addr == addr) {
+            return (s.name.bind(py).clone(), s.port.bind(py).clone());
         }
         let name = PyString::new(py, &addr.ip().to_string());
         let port = PyString::new(py, &addr.port().to_string());
-        servers.push((addr, name.clone().unbind(), port.clone().unbind()));
+        servers.push(ServerName {
+            addr,
+            name: name.clone().unbind(),
+            port: port.clone().unbind(),
+        });
         (name, port)
     }
 }
