@@ -278,6 +278,33 @@ fn head_has_same_headers_and_no_body() {
 }
 
 #[test]
+fn app_header_lists_are_checked_before_anything_is_sent() {
+    let s = testapp("headers").start();
+    for form in ["tuples", "lists"] {
+        let r = s.get(&format!("/headers?form={form}"));
+        expect_status(&r, 200);
+        assert_eq!(r.header("x-form"), Some(form), "{}", r.summary());
+    }
+    for form in ["inject", "badname", "bytes", "triple", "conflict"] {
+        let r = s.get(&format!("/headers?form={form}"));
+        expect_status(&r, 500);
+        assert!(
+            r.header("set-cookie").is_none() && r.header("x-bad").is_none(),
+            "a refused field reached the wire: {}",
+            r.summary()
+        );
+    }
+    let mut c = s.client();
+    let r = c.get("/headers?form=hop");
+    expect_status(&r, 200);
+    assert_eq!(r.body, b"abc");
+    assert!(r.header("transfer-encoding").is_none(), "{}", r.summary());
+    assert!(r.header_has_token("connection", "close"), "{}", r.summary());
+    assert!(c.closed_within(Duration::from_secs(2)));
+    assert!(s.log().contains("invalid value for header \"X-Bad\""));
+}
+
+#[test]
 fn status_204_and_304_have_no_body() {
     let s = testapp("nobody").start();
     let mut c = s.client();

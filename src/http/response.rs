@@ -94,27 +94,28 @@ pub struct HeadSpec<'a> {
     pub app_sent_length: bool,
 }
 
+/// Append one field line, `name: value` and CRLF, to `out`; the name and
+/// value must already be valid (see [`is_valid_field_name`],
+/// [`is_valid_field_value`]).
+pub fn push_field_line(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Append a complete response head (status line, fields, final CRLF) to `out`.
 ///
-/// `fields` are the app's `(name, value)` pairs, already validated and with
-/// hop-by-hop fields removed.
-pub fn write_head<'f>(
-    out: &mut Vec<u8>,
-    spec: HeadSpec<'_>,
-    fields: impl IntoIterator<Item = (&'f str, &'f str)>,
-) {
+/// `field_lines` are the app's fields as written by [`push_field_line`],
+/// already validated and with hop-by-hop fields removed.
+pub fn write_head(out: &mut Vec<u8>, spec: HeadSpec<'_>, field_lines: &[u8]) {
     out.extend_from_slice(spec.version.as_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(spec.status.as_bytes());
     out.extend_from_slice(b"\r\nServer: ferrocorn\r\nDate: ");
     with_date(|date| out.extend_from_slice(date));
     out.extend_from_slice(b"\r\n");
-    for (name, value) in fields {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
+    out.extend_from_slice(field_lines);
     match spec.framing {
         Framing::Length(n) if !spec.app_sent_length => {
             out.extend_from_slice(b"Content-Length: ");
@@ -189,8 +190,12 @@ mod tests {
     use super::*;
 
     fn head(spec: HeadSpec<'_>, fields: &[(&str, &str)]) -> String {
+        let mut lines = Vec::new();
+        for (name, value) in fields {
+            push_field_line(&mut lines, name, value);
+        }
         let mut out = Vec::new();
-        write_head(&mut out, spec, fields.iter().copied());
+        write_head(&mut out, spec, &lines);
         String::from_utf8(out).unwrap()
     }
 

@@ -77,20 +77,33 @@ impl Stream {
     /// Errors: `TimedOut` when the peer stopped reading for the stall limit,
     /// `BrokenPipe`/`ConnectionReset` when it went away.
     pub fn write_all_vectored(&self, bufs: &[&[u8]]) -> io::Result<()> {
-        let mut slices: Vec<IoSlice<'_>> = bufs
-            .iter()
-            .filter(|b| !b.is_empty())
-            .map(|b| IoSlice::new(b))
-            .collect();
-        let mut slices = &mut slices[..];
+        with_io_slices(bufs, |slices| self.write_all_slices(slices))
+    }
+
+    /// Write as much of `slices` as the socket takes without waiting, and
+    /// advance `slices` past it. Returns whether everything was written.
+    ///
+    /// Errors: as [`Stream::write_all_vectored`], but never `TimedOut`.
+    pub fn write_now(&self, slices: &mut &mut [IoSlice<'_>]) -> io::Result<bool> {
         while !slices.is_empty() {
             match self.sock.send_vectored(slices) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(PollFlags::POLLOUT)?,
+                Ok(n) => IoSlice::advance_slices(slices, n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        Ok(true)
+    }
+
+    /// Write every byte of `slices`, waiting up to the stall limit whenever
+    /// the socket's send buffer is full.
+    ///
+    /// Errors: as [`Stream::write_all_vectored`].
+    pub fn write_all_slices(&self, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+        while !self.write_now(&mut slices)? {
+            self.wait(PollFlags::POLLOUT)?;
         }
         Ok(())
     }
@@ -143,5 +156,27 @@ impl Stream {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// Call `f` with the non-empty buffers of `bufs` as `IoSlice`s, kept on the
+/// stack when there are at most 8 of them.
+pub fn with_io_slices<R>(bufs: &[&[u8]], f: impl FnOnce(&mut [IoSlice<'_>]) -> R) -> R {
+    const STACK: usize = 8;
+    if bufs.len() <= STACK {
+        let mut slices = [IoSlice::new(&[]); STACK];
+        let mut n = 0;
+        for b in bufs.iter().filter(|b| !b.is_empty()) {
+            slices[n] = IoSlice::new(b);
+            n += 1;
+        }
+        f(&mut slices[..n])
+    } else {
+        let mut slices: Vec<IoSlice<'_>> = bufs
+            .iter()
+            .filter(|b| !b.is_empty())
+            .map(|b| IoSlice::new(b))
+            .collect();
+        f(&mut slices)
     }
 }

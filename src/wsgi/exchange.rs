@@ -13,20 +13,23 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use pyo3::Python;
+
 use super::input::BodyReader;
 use crate::http::response::{
     Framing, HeadSpec, LAST_CHUNK, chunk_size_line, is_bodyless, is_hop_by_hop,
-    is_valid_field_name, is_valid_field_value, status_code, write_head,
+    is_valid_field_name, is_valid_field_value, push_field_line, status_code, write_head,
 };
 use crate::http::{Head, Limits, Version};
-use crate::worker::stream::Stream;
+use crate::worker::stream::{Stream, with_io_slices};
 
 /// What `start_response` recorded (PEP 3333, "The start_response() Callable").
 #[derive(Debug, Clone)]
 pub(crate) struct Started {
     pub status: String,
     pub code: u16,
-    pub fields: Vec<(String, String)>,
+    /// The app's fields as field lines, ready for the head.
+    pub field_lines: Vec<u8>,
     /// The app's Content-Length, if it gave one.
     pub length: Option<u64>,
     /// The app asked for `Connection: close`.
@@ -34,56 +37,58 @@ pub(crate) struct Started {
 }
 
 impl Started {
-    /// Bytes the app's fields take on the wire.
-    fn fields_len(&self) -> usize {
-        self.fields.iter().map(|(n, v)| n.len() + v.len() + 4).sum()
-    }
-
-    /// Validate a status and field list given by the app.
+    /// Validate a status and check and record each `(name, value)` field
+    /// the app gives (hop-by-hop ones are dropped, a `Connection: close`
+    /// noted).
     ///
     /// Errors: a message naming the bad status or field, raised to the app.
-    pub(crate) fn new(status: String, raw: Vec<(String, String)>) -> Result<Started, String> {
-        let code = status_code(&status)
+    pub(crate) fn new(status: &str, fields: usize) -> Result<Started, String> {
+        let code = status_code(status)
             .ok_or_else(|| format!("invalid status {status:?}: expected \"NNN Reason\""))?;
-        if !is_valid_field_value(&status) {
+        if !is_valid_field_value(status) {
             return Err(format!("invalid status {status:?}: control characters"));
         }
-        let mut started = Started {
-            status,
+        Ok(Started {
+            status: status.to_string(),
             code,
-            fields: Vec::with_capacity(raw.len()),
+            // A typical field line is under 48 bytes.
+            field_lines: Vec::with_capacity(48 * fields),
             length: None,
             close: false,
-        };
-        for (name, value) in raw {
-            if !is_valid_field_name(&name) {
-                return Err(format!("invalid header name {name:?}"));
-            }
-            if !is_valid_field_value(&value) {
-                return Err(format!("invalid value for header {name:?}: {value:?}"));
-            }
-            if is_hop_by_hop(&name) {
-                if name.eq_ignore_ascii_case("connection")
-                    && value
-                        .split(',')
-                        .any(|t| t.trim().eq_ignore_ascii_case("close"))
-                {
-                    started.close = true;
-                }
-                continue;
-            }
-            if name.eq_ignore_ascii_case("content-length") {
-                let n = value
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| format!("invalid Content-Length {value:?}"))?;
-                if started.length.replace(n).is_some_and(|m| m != n) {
-                    return Err("conflicting Content-Length headers".into());
-                }
-            }
-            started.fields.push((name, value));
+        })
+    }
+
+    /// Check and record one of the app's fields.
+    ///
+    /// Errors: a message naming the bad field, raised to the app.
+    pub(crate) fn push_field(&mut self, name: &str, value: &str) -> Result<(), String> {
+        if !is_valid_field_name(name) {
+            return Err(format!("invalid header name {name:?}"));
         }
-        Ok(started)
+        if !is_valid_field_value(value) {
+            return Err(format!("invalid value for header {name:?}: {value:?}"));
+        }
+        if is_hop_by_hop(name) {
+            if name.eq_ignore_ascii_case("connection")
+                && value
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("close"))
+            {
+                self.close = true;
+            }
+            return Ok(());
+        }
+        if name.eq_ignore_ascii_case("content-length") {
+            let n = value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| format!("invalid Content-Length {value:?}"))?;
+            if self.length.replace(n).is_some_and(|m| m != n) {
+                return Err("conflicting Content-Length headers".into());
+            }
+        }
+        push_field_line(&mut self.field_lines, name, value);
+        Ok(())
     }
 }
 
@@ -170,6 +175,7 @@ impl Exchange {
     /// one-item list), used when the app gave no Content-Length.
     pub(crate) fn send(
         &self,
+        py: Python<'_>,
         w: &mut ResponseWriter,
         data: &[u8],
         total: Option<u64>,
@@ -177,25 +183,25 @@ impl Exchange {
         let mut head = Vec::new();
         if !w.head_sent {
             // One allocation for a typical head (status line, Server, Date, the fields).
-            head.reserve(192 + w.started.as_ref().map_or(0, Started::fields_len));
+            head.reserve(192 + w.started.as_ref().map_or(0, |s| s.field_lines.len()));
             let awaiting = self.awaiting_continue();
             w.build_head(&mut head, total, awaiting);
             w.head_sent = true;
             self.head_sent.store(true, Ordering::Release);
         }
-        w.write_body(&head, data)
+        w.write_body(py, &head, data)
     }
 
     /// Complete the response: the head if nothing was sent, the last chunk if
     /// chunked; then record whether the connection may carry another request
     /// (not if a declared Content-Length was not met: the client would read
     /// our next response as the rest of this body).
-    pub(crate) fn finish(&self, w: &mut ResponseWriter) -> io::Result<()> {
+    pub(crate) fn finish(&self, py: Python<'_>, w: &mut ResponseWriter) -> io::Result<()> {
         if !w.head_sent {
-            self.send(w, b"", Some(0))?;
+            self.send(py, w, b"", Some(0))?;
         }
         if w.framing == Framing::Chunked {
-            w.write_raw(&[LAST_CHUNK])?;
+            w.write_raw(py, &[LAST_CHUNK])?;
         }
         let complete = match w.framing {
             Framing::Length(n) => w.sent == n,
@@ -276,43 +282,50 @@ impl ResponseWriter {
                 keep_alive,
                 app_sent_length: started.length.is_some(),
             },
-            started.fields.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            &started.field_lines,
         );
         self.framing = framing;
         self.keep_alive = keep_alive;
     }
 
-    fn write_body(&mut self, head: &[u8], data: &[u8]) -> io::Result<()> {
+    fn write_body(&mut self, py: Python<'_>, head: &[u8], data: &[u8]) -> io::Result<()> {
         match self.framing {
-            Framing::NoBody => self.write_raw(&[head]),
+            Framing::NoBody => self.write_raw(py, &[head]),
             Framing::Length(n) => {
                 // Never more than declared: the excess would be read as the
                 // next response (Gunicorn truncates the same way).
                 let room = n.saturating_sub(self.sent).min(data.len() as u64) as usize;
                 self.sent += room as u64;
-                self.write_raw(&[head, &data[..room]])
+                self.write_raw(py, &[head, &data[..room]])
             }
-            Framing::Chunked if data.is_empty() => self.write_raw(&[head]),
+            Framing::Chunked if data.is_empty() => self.write_raw(py, &[head]),
             Framing::Chunked => {
                 self.sent += data.len() as u64;
                 let size = chunk_size_line(data.len());
-                self.write_raw(&[head, &size, data, b"\r\n"])
+                self.write_raw(py, &[head, &size, data, b"\r\n"])
             }
             Framing::Close => {
                 self.sent += data.len() as u64;
-                self.write_raw(&[head, data])
+                self.write_raw(py, &[head, data])
             }
         }
     }
 
-    fn write_raw(&mut self, bufs: &[&[u8]]) -> io::Result<()> {
+    /// Write `bufs` in order. The GIL stays held while the socket takes
+    /// the bytes at once (a small response: no GIL hand-off) and is released
+    /// while waiting for the client to read.
+    fn write_raw(&mut self, py: Python<'_>, bufs: &[&[u8]]) -> io::Result<()> {
         if self.broken {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
         let Some(stream) = &self.stream else {
             return Err(io::Error::other("response written after its request ended"));
         };
-        let result = stream.write_all_vectored(bufs);
+        let result = with_io_slices(bufs, |mut slices| match stream.write_now(&mut slices) {
+            Ok(true) => Ok(()),
+            Ok(false) => py.detach(|| stream.write_all_slices(slices)),
+            Err(e) => Err(e),
+        });
         if result.is_err() {
             self.broken = true;
         }

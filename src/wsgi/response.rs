@@ -12,8 +12,7 @@ use std::sync::Arc;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::exchange::{Exchange, ResponseWriter, Started};
 
@@ -58,13 +57,26 @@ impl StartResponse {
                 "start_response() called a second time without exc_info",
             ));
         }
-        let status: String = status
-            .extract()
+        let status = status
+            .cast::<PyString>()
             .map_err(|_| PyTypeError::new_err("status must be a str, like \"200 OK\""))?;
-        let fields: Vec<(String, String)> = headers.extract().map_err(|_| {
-            PyTypeError::new_err("response headers must be a list of (str, str) tuples")
-        })?;
-        let started = Started::new(status, fields).map_err(PyValueError::new_err)?;
+        // A list of 2-tuples, as PEP 3333 asks; like Gunicorn, any iterable
+        // of 2-item sequences is taken.
+        let mut started = Started::new(status.to_str()?, headers.len().unwrap_or(8))
+            .map_err(PyValueError::new_err)?;
+        for field in headers.try_iter().map_err(|_| bad_headers())? {
+            let field = field?;
+            let (name, value) = match field.cast::<PyTuple>() {
+                Ok(pair) if pair.len() == 2 => (pair.get_item(0)?, pair.get_item(1)?),
+                _ => pair_of(&field).ok_or_else(bad_headers)?,
+            };
+            let (Ok(name), Ok(value)) = (name.cast::<PyString>(), value.cast::<PyString>()) else {
+                return Err(bad_headers());
+            };
+            started
+                .push_field(name.to_str()?, value.to_str()?)
+                .map_err(PyValueError::new_err)?;
+        }
         w.started = Some(started);
         drop(w);
         let _ = py;
@@ -72,6 +84,19 @@ impl StartResponse {
             ex: Arc::clone(&self.ex),
         })
     }
+}
+
+/// The two items of a 2-item iterable (a list `[name, value]`), else None.
+fn pair_of<'py>(field: &Bound<'py, PyAny>) -> Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let mut items = field.try_iter().ok()?;
+    match (items.next(), items.next(), items.next()) {
+        (Some(Ok(name)), Some(Ok(value)), None) => Some((name, value)),
+        _ => None,
+    }
+}
+
+fn bad_headers() -> PyErr {
+    PyTypeError::new_err("response headers must be a list of (str, str) tuples")
 }
 
 /// The `write(data)` callable returned by `start_response` (for legacy apps).
@@ -132,22 +157,20 @@ impl FileWrapper {
     }
 }
 
-/// Send one chunk with the GIL released.
+/// Send one chunk (the GIL is released only if the client makes us wait).
 fn send_chunk(
     py: Python<'_>,
     ex: &Exchange,
     data: &Bound<'_, PyBytes>,
     total: Option<u64>,
 ) -> std::io::Result<()> {
-    let bytes: PyBackedBytes = data.clone().into();
     let mut guard = ex.output.lock().unwrap_or_else(|p| p.into_inner());
     if guard.started.is_none() {
         return Err(std::io::Error::other(
             "the app produced body data before calling start_response()",
         ));
     }
-    let w: &mut ResponseWriter = &mut guard;
-    py.detach(|| ex.send(w, &bytes, total))
+    ex.send(py, &mut guard, data.as_bytes(), total)
 }
 
 /// Call `app(environ, start_response)` and send the result.
@@ -236,8 +259,7 @@ fn finish(py: Python<'_>, ex: &Exchange) -> PyResult<Ending> {
             "the app returned without calling start_response()",
         ));
     }
-    let w: &mut ResponseWriter = &mut guard;
-    Ok(match py.detach(|| ex.finish(w)) {
+    Ok(match ex.finish(py, &mut guard) {
         Ok(()) => Ending::Complete,
         Err(_) => Ending::Aborted,
     })
@@ -293,14 +315,13 @@ fn try_sendfile(
     let available = (stat.st_size - offset).max(0) as u64;
     let len = started.length.map_or(available, |n| n.min(available));
     let w: &mut ResponseWriter = &mut guard;
-    let sent = py.detach(|| -> std::io::Result<()> {
-        ex.send(w, b"", Some(len))?;
+    let sent = ex.send(py, w, b"", Some(len)).and_then(|()| {
         if w.body_allowed() {
             let stream = Arc::clone(w.stream().ok_or(std::io::ErrorKind::NotConnected)?);
-            let n = stream.sendfile(file, offset, len)?;
+            let n = py.detach(|| stream.sendfile(file, offset, len))?;
             w.count_sent(n);
         }
-        ex.finish(w)
+        ex.finish(py, w)
     });
     Ok(Some(match sent {
         Ok(_) => Ending::Complete,

@@ -237,6 +237,27 @@ def route_status(environ, start_response, q):
     return []
 
 
+HEADER_FORMS = {
+    # PEP 3333 asks for a list of tuples; Gunicorn takes any pairs.
+    "tuples": (("Content-Type", "text/plain"), ("X-Form", "tuples")),
+    "lists": [["Content-Type", "text/plain"], ["X-Form", "lists"]],
+    # Refused: each must become a 500, never reach the wire.
+    "inject": [("X-Bad", "a\r\nSet-Cookie: stolen=1")],
+    "badname": [("X Bad", "1")],
+    "bytes": [(b"X-Bytes", b"1")],
+    "triple": [("X-Three", "1", "2")],
+    "conflict": [("Content-Length", "3"), ("Content-Length", "4")],
+    # Hop-by-hop fields are the server's: dropped, but close is honoured.
+    "hop": [("Connection", "close"), ("Transfer-Encoding", "chunked"), ("Content-Length", "3")],
+}
+
+
+def route_headers(environ, start_response, q):
+    form = q.get("form", "tuples")
+    start_response("200 OK", HEADER_FORMS[form])
+    return [b"abc" if form == "hop" else form.encode()]
+
+
 def route_error_before(environ, start_response, q):
     raise RuntimeError("boom-before-start-response")
 
@@ -377,6 +398,7 @@ ROUTES = {
     "/nolength": route_nolength,
     "/onelist": route_onelist,
     "/status": route_status,
+    "/headers": route_headers,
     "/error/before": route_error_before,
     "/error/after-start": route_error_after_start,
     "/error/mid-body": route_error_mid_body,
