@@ -487,7 +487,11 @@ impl EventLoop {
         }
         for (i, l) in self.listeners.iter().enumerate() {
             if on {
-                let ev = EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_LISTENER + i as u64);
+                // EPOLLEXCLUSIVE: a new connection wakes one idle worker, not
+                // every worker blocked on this listener (the thundering
+                // herd); a busy worker's instance does not count as woken.
+                let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLEXCLUSIVE;
+                let ev = EpollEvent::new(flags, TOKEN_LISTENER + i as u64);
                 self.epoll.add(l.socket.as_fd(), ev)?;
             } else {
                 self.epoll.delete(l.socket.as_fd())?;
