@@ -23,6 +23,9 @@ use crate::http::response::{
 use crate::http::{Head, Limits, Version};
 use crate::worker::stream::{Stream, with_io_slices};
 
+/// Body pieces written with one writev at most (more are split).
+pub(crate) const MAX_PIECES: usize = 8;
+
 /// What `start_response` recorded (PEP 3333, "The start_response() Callable").
 #[derive(Debug, Clone)]
 pub(crate) struct Started {
@@ -170,14 +173,15 @@ impl Exchange {
         }
     }
 
-    /// Send one body chunk, with the head first if it is not out yet.
-    /// `total` is the whole body's length when the server knows it (a
-    /// one-item list), used when the app gave no Content-Length.
+    /// Send body bytes (`data`, in order, in one writev), with the head
+    /// first if it is not out yet. `total` is the whole body's length when
+    /// the server knows it (a one-item list), used when the app gave no
+    /// Content-Length.
     pub(crate) fn send(
         &self,
         py: Python<'_>,
         w: &mut ResponseWriter,
-        data: &[u8],
+        data: &[&[u8]],
         total: Option<u64>,
     ) -> io::Result<()> {
         let mut head = Vec::new();
@@ -189,7 +193,13 @@ impl Exchange {
             w.head_sent = true;
             self.head_sent.store(true, Ordering::Release);
         }
-        w.write_body(py, &head, data)
+        if data.is_empty() {
+            return w.write_body(py, &head, &[]);
+        }
+        for (i, pieces) in data.chunks(MAX_PIECES).enumerate() {
+            w.write_body(py, if i == 0 { &head } else { &[] }, pieces)?;
+        }
+        Ok(())
     }
 
     /// Complete the response: the head if nothing was sent, the last chunk if
@@ -198,7 +208,7 @@ impl Exchange {
     /// our next response as the rest of this body).
     pub(crate) fn finish(&self, py: Python<'_>, w: &mut ResponseWriter) -> io::Result<()> {
         if !w.head_sent {
-            self.send(py, w, b"", Some(0))?;
+            self.send(py, w, &[], Some(0))?;
         }
         if w.framing == Framing::Chunked {
             w.write_raw(py, &[LAST_CHUNK])?;
@@ -288,27 +298,53 @@ impl ResponseWriter {
         self.keep_alive = keep_alive;
     }
 
-    fn write_body(&mut self, py: Python<'_>, head: &[u8], data: &[u8]) -> io::Result<()> {
+    /// Write the head (if not empty) and up to [`MAX_PIECES`] body pieces,
+    /// framed, in one writev.
+    fn write_body(&mut self, py: Python<'_>, head: &[u8], data: &[&[u8]]) -> io::Result<()> {
+        debug_assert!(data.len() <= MAX_PIECES);
+        let len: usize = data.iter().map(|d| d.len()).sum();
+        let size_line;
+        let mut bufs: [&[u8]; MAX_PIECES + 3] = [&[]; MAX_PIECES + 3];
+        bufs[0] = head;
+        let mut n = 1;
+        macro_rules! body {
+            ($piece:expr) => {{
+                bufs[n] = $piece;
+                n += 1;
+            }};
+        }
         match self.framing {
-            Framing::NoBody => self.write_raw(py, &[head]),
-            Framing::Length(n) => {
+            Framing::NoBody => {}
+            Framing::Length(declared) => {
                 // Never more than declared: the excess would be read as the
                 // next response (Gunicorn truncates the same way).
-                let room = n.saturating_sub(self.sent).min(data.len() as u64) as usize;
+                let mut room = declared.saturating_sub(self.sent).min(len as u64) as usize;
                 self.sent += room as u64;
-                self.write_raw(py, &[head, &data[..room]])
+                for d in data {
+                    let take = room.min(d.len());
+                    body!(&d[..take]);
+                    room -= take;
+                }
             }
-            Framing::Chunked if data.is_empty() => self.write_raw(py, &[head]),
+            Framing::Chunked if len == 0 => {}
             Framing::Chunked => {
-                self.sent += data.len() as u64;
-                let size = chunk_size_line(data.len());
-                self.write_raw(py, &[head, &size, data, b"\r\n"])
+                // The pieces as one chunk: chunk boundaries carry no meaning.
+                self.sent += len as u64;
+                size_line = chunk_size_line(len);
+                body!(&size_line);
+                for d in data {
+                    body!(d);
+                }
+                body!(b"\r\n");
             }
             Framing::Close => {
-                self.sent += data.len() as u64;
-                self.write_raw(py, &[head, data])
+                self.sent += len as u64;
+                for d in data {
+                    body!(d);
+                }
             }
         }
+        self.write_raw(py, &bufs[..n])
     }
 
     /// Write `bufs` in order. The GIL stays held while the socket takes

@@ -12,9 +12,10 @@ use std::sync::Arc;
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
-use super::exchange::{Exchange, ResponseWriter, Started};
+use super::exchange::{Exchange, MAX_PIECES, ResponseWriter, Started};
 
 /// How an exchange ended, as far as the worker needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +112,7 @@ impl Write {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() argument must be bytes"))?;
-        send_chunk(py, &self.ex, data, None)
+        send_chunk(py, &self.ex, &[data.as_bytes()], None)
             .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("client connection: {e}")))
     }
 }
@@ -157,11 +158,12 @@ impl FileWrapper {
     }
 }
 
-/// Send one chunk (the GIL is released only if the client makes us wait).
+/// Send body pieces in one writev (the GIL is released only if the client
+/// makes us wait).
 fn send_chunk(
     py: Python<'_>,
     ex: &Exchange,
-    data: &Bound<'_, PyBytes>,
+    data: &[&[u8]],
     total: Option<u64>,
 ) -> std::io::Result<()> {
     let mut guard = ex.output.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,7 +172,7 @@ fn send_chunk(
             "the app produced body data before calling start_response()",
         ));
     }
-    ex.send(py, &mut guard, data.as_bytes(), total)
+    ex.send(py, &mut guard, data, total)
 }
 
 /// Call `app(environ, start_response)` and send the result.
@@ -232,24 +234,92 @@ fn send_iterable(
     }
     // PEP 3333 lets the server compute Content-Length for a one-item list.
     let total = one_item_length(iterable);
+    // The items of a list or tuple exist already, so sending several in one
+    // writev delays none of them (PEP 3333, "Buffering and Streaming"); a
+    // generator's item goes out before the next is asked for.
+    let gather = if items_exist(py, iterable) {
+        MAX_PIECES
+    } else {
+        1
+    };
+    let mut pending = Pending::default();
     for item in iterable.try_iter()? {
         let item = item?;
-        let chunk = item.cast::<PyBytes>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "the response iterable must yield bytes, not {}",
-                item.get_type()
-                    .name()
-                    .map_or_else(|_| "?".into(), |n| n.to_string())
-            ))
-        })?;
+        let chunk = match item.cast::<PyBytes>() {
+            Ok(chunk) => chunk.clone(),
+            Err(_) => {
+                pending.flush(py, ex, total);
+                return Err(PyTypeError::new_err(format!(
+                    "the response iterable must yield bytes, not {}",
+                    item.get_type()
+                        .name()
+                        .map_or_else(|_| "?".into(), |n| n.to_string())
+                )));
+            }
+        };
         if chunk.as_bytes().is_empty() {
             continue;
         }
-        if send_chunk(py, ex, chunk, total).is_err() {
+        pending.push(chunk);
+        if pending.len == gather && !pending.flush(py, ex, total) {
             return Ok(Ending::Aborted);
         }
     }
+    if !pending.flush(py, ex, total) {
+        return Ok(Ending::Aborted);
+    }
     finish(py, ex)
+}
+
+/// Body chunks waiting to go out together.
+#[derive(Default)]
+struct Pending<'py> {
+    chunks: [Option<Bound<'py, PyBytes>>; MAX_PIECES],
+    len: usize,
+}
+
+impl<'py> Pending<'py> {
+    fn push(&mut self, chunk: Bound<'py, PyBytes>) {
+        self.chunks[self.len] = Some(chunk);
+        self.len += 1;
+    }
+
+    /// Send the pending chunks; false if the client is gone.
+    fn flush(&mut self, py: Python<'py>, ex: &Exchange, total: Option<u64>) -> bool {
+        if self.len == 0 {
+            return true;
+        }
+        let mut pieces: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
+        for (piece, chunk) in pieces.iter_mut().zip(self.chunks.iter().flatten()) {
+            *piece = chunk.as_bytes();
+        }
+        let sent = send_chunk(py, ex, &pieces[..self.len], total).is_ok();
+        self.chunks = Default::default();
+        self.len = 0;
+        sent
+    }
+}
+
+/// Whether every item of the response iterable already exists: a list or a
+/// tuple, or an iterator over one (`iter(chunks)`).
+fn items_exist(py: Python<'_>, iterable: &Bound<'_, PyAny>) -> bool {
+    static ITERATORS: PyOnceLock<[Py<PyType>; 2]> = PyOnceLock::new();
+    if iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>() {
+        return true;
+    }
+    let iterators = ITERATORS.get_or_init(py, || {
+        let type_of = |seq: Bound<'_, PyAny>| {
+            seq.try_iter()
+                .map(|it| it.get_type().unbind())
+                .expect("lists and tuples are iterable")
+        };
+        [
+            type_of(PyList::empty(py).into_any()),
+            type_of(PyTuple::empty(py).into_any()),
+        ]
+    });
+    let ty = iterable.get_type();
+    iterators.iter().any(|t| ty.is(t))
 }
 
 fn finish(py: Python<'_>, ex: &Exchange) -> PyResult<Ending> {
@@ -315,7 +385,7 @@ fn try_sendfile(
     let available = (stat.st_size - offset).max(0) as u64;
     let len = started.length.map_or(available, |n| n.min(available));
     let w: &mut ResponseWriter = &mut guard;
-    let sent = ex.send(py, w, b"", Some(len)).and_then(|()| {
+    let sent = ex.send(py, w, &[], Some(len)).and_then(|()| {
         if w.body_allowed() {
             let stream = Arc::clone(w.stream().ok_or(std::io::ErrorKind::NotConnected)?);
             let n = py.detach(|| stream.sendfile(file, offset, len))?;

@@ -211,6 +211,13 @@ def route_big(environ, start_response, q):
     if mode == "chunks":
         start_response("200 OK", headers)
         return (data[i : i + CHUNK] for i in range(0, size, CHUNK))
+    if mode in ("list", "iter"):
+        # Items that exist already: the server may send several per write.
+        chunks = [data[i : i + CHUNK] for i in range(0, size, CHUNK)]
+        if "declare" in q:
+            headers[-1] = ("Content-Length", q["declare"])
+        start_response("200 OK", headers)
+        return chunks if mode == "list" else iter(chunks)
     if mode == "write":
         write = start_response("200 OK", headers)
         for i in range(0, size, CHUNK):
