@@ -419,6 +419,48 @@ fn expect_100_continue_is_answered_when_the_app_reads() {
 }
 
 #[test]
+fn large_bodies_read_in_bulk_after_100_continue_a_line_or_a_short_send() {
+    let s = testapp("bulk").start();
+    let data = upload_data(300 * 1024, 4);
+    // 100 Continue, then a body read by one read() straight into its bytes.
+    let mut c = s.client();
+    c.send(
+        format!(
+            "POST /sha256?mode=readall HTTP/1.1\r\nHost: localhost\r\n\
+             Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+            data.len()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(c.read_response().status, 100);
+    c.send(&data);
+    let r = c.read_response();
+    expect_status(&r, 200);
+    assert_eq!(r.json().get("sha256").str(), python_sha256(&data));
+    // readline() buffers ahead of the line; read() continues from there.
+    let r = c.request("POST", "/sha256?mode=line-then-rest", &[], &data);
+    expect_status(&r, 200);
+    assert_eq!(r.json().get("len").num() as usize, data.len());
+    assert_eq!(r.json().get("sha256").str(), python_sha256(&data));
+    // A client that sends less than its Content-Length and closes: the app
+    // gets what arrived (Gunicorn's rule), not an error.
+    let mut c = s.client();
+    let sent = 100 * 1024;
+    let mut partial = format!(
+        "POST /sha256?mode=readall HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        data.len()
+    )
+    .into_bytes();
+    partial.extend_from_slice(&data[..sent]);
+    c.send(&partial);
+    c.stream.shutdown_write();
+    let r = c.read_response();
+    expect_status(&r, 200);
+    assert_eq!(r.json().get("len").num() as usize, sent);
+    assert_eq!(r.json().get("sha256").str(), python_sha256(&data[..sent]));
+}
+
+#[test]
 fn expect_100_continue_is_not_sent_when_the_app_does_not_read() {
     let s = testapp("noexpect").start();
     let mut c = s.client();

@@ -66,6 +66,13 @@ impl LengthDecoder {
         })
     }
 
+    /// Account for `n` body bytes the caller took itself (read from the
+    /// connection straight into its own buffer); at most `remaining`.
+    pub fn advance(&mut self, n: u64) {
+        debug_assert!(n <= self.remaining);
+        self.remaining -= n.min(self.remaining);
+    }
+
     /// All `length` bytes have been decoded.
     pub fn is_done(&self) -> bool {
         self.remaining == 0

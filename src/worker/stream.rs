@@ -8,6 +8,7 @@
 //! mid-request cannot hold a thread forever.
 
 use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
@@ -69,6 +70,22 @@ impl Stream {
                 return Ok(n);
             }
             self.wait(PollFlags::POLLIN)?;
+        }
+    }
+
+    /// Read at least one byte into `buf` (unless it is empty), waiting up to
+    /// the stall limit. Returns `n`, 0 at EOF; the first `n` bytes of `buf`
+    /// are then initialised.
+    ///
+    /// Errors: as [`Stream::read_into`].
+    pub fn read_slice(&self, buf: &mut [MaybeUninit<u8>]) -> io::Result<usize> {
+        loop {
+            match self.sock.recv(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.wait(PollFlags::POLLIN)?,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
         }
     }
 

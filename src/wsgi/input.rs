@@ -9,6 +9,7 @@
 //! pipelined request.
 
 use std::io;
+use std::mem::MaybeUninit;
 use std::sync::Arc;
 
 use pyo3::exceptions::PyOSError;
@@ -16,11 +17,14 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use super::exchange::Exchange;
-use crate::http::{BodyDecoder, BodyKind, Decoded, Limits, ParseError};
+use crate::http::{BodyDecoder, BodyKind, Decoded, LengthDecoder, Limits, ParseError};
 use crate::worker::stream::Stream;
 
 /// Bytes read from the socket per syscall while a body is streamed.
 const READ_SIZE: usize = 64 * 1024;
+/// A `read()` of at least this many bytes of a Content-Length body goes
+/// from the socket straight into the `bytes` object it returns.
+const BULK_READ: usize = 16 * 1024;
 /// Bytes readline() decodes per step while looking for a newline.
 const LINE_STEP: usize = 8 * 1024;
 
@@ -104,10 +108,19 @@ impl BodyReader {
     /// Reads the socket as needed; `head_sent` tells whether the 100
     /// Continue may still be sent.
     fn fill(&mut self, want: usize, head_sent: bool) -> Result<(), BodyFailure> {
+        self.recording(|body| body.fill_inner(want, head_sent))
+    }
+
+    /// Run `f` unless the body already failed, and remember its failure:
+    /// the body cannot be read past one.
+    fn recording<R>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<R, BodyFailure>,
+    ) -> Result<R, BodyFailure> {
         if let Some(f) = &self.failure {
             return Err(f.clone());
         }
-        let result = self.fill_inner(want, head_sent);
+        let result = f(self);
         if let Err(f) = &result {
             self.failure = Some(f.clone());
         }
@@ -147,11 +160,7 @@ impl BodyReader {
             self.raw.clear();
             self.raw_pos = 0;
         }
-        if std::mem::take(&mut self.continue_pending) && !head_sent {
-            self.stream
-                .write_all(crate::http::response::CONTINUE)
-                .map_err(|e| BodyFailure::Io(e.kind()))?;
-        }
+        self.send_continue_if_owed(head_sent)?;
         match self.stream.read_into(&mut self.raw, READ_SIZE) {
             Ok(0) => {
                 // Gunicorn's rule: a Content-Length body cut short just ends
@@ -164,6 +173,87 @@ impl BodyReader {
             }
             Ok(_) => Ok(()),
             Err(e) => Err(BodyFailure::Io(e.kind())),
+        }
+    }
+
+    /// Answer `Expect: 100-continue` before the first read from the socket,
+    /// unless the response has begun (RFC 9110 §10.1.1).
+    fn send_continue_if_owed(&mut self, head_sent: bool) -> Result<(), BodyFailure> {
+        if std::mem::take(&mut self.continue_pending) && !head_sent {
+            self.stream
+                .write_all(crate::http::response::CONTINUE)
+                .map_err(|e| BodyFailure::Io(e.kind()))?;
+        }
+        Ok(())
+    }
+
+    /// How many bytes `read(want)` returns for a Content-Length body (if
+    /// the client sends them all), or `None` for a chunked body, a failed
+    /// one, or no body.
+    fn bulk_len(&self, want: usize) -> Option<usize> {
+        match (&self.decoder, &self.failure) {
+            (Some(BodyDecoder::Length(d)), None) => {
+                let left = usize::try_from(d.remaining()).unwrap_or(usize::MAX);
+                Some(want.min(self.available().saturating_add(left)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Fill `out` with the next body bytes of a Content-Length body, the
+    /// socket read straight into it (no copy through our buffers). Returns
+    /// the bytes written, fewer than `out.len()` only if the client closed
+    /// the connection first (Gunicorn's rule: the app sees what arrived).
+    /// Only after [`BodyReader::bulk_len`] said yes.
+    fn read_exact_into(
+        &mut self,
+        out: &mut [MaybeUninit<u8>],
+        head_sent: bool,
+    ) -> Result<usize, BodyFailure> {
+        self.recording(|body| {
+            let mut filled = body.available().min(out.len());
+            out[..filled].write_copy_of_slice(body.take(filled));
+            // Then what was read past the head (or past an earlier read)...
+            let left = body.length_left();
+            let buffered = &body.raw[body.raw_pos..];
+            let n = buffered.len().min(out.len() - filled).min(left);
+            out[filled..filled + n].write_copy_of_slice(&buffered[..n]);
+            body.raw_pos += n;
+            body.length_decoder().advance(n as u64);
+            filled += n;
+            // ... then the socket, never past the body's end.
+            while filled < out.len() && body.length_left() > 0 {
+                body.send_continue_if_owed(head_sent)?;
+                let room = (out.len() - filled).min(body.length_left());
+                match body.stream.read_slice(&mut out[filled..filled + room]) {
+                    Ok(0) => {
+                        body.eof = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        body.length_decoder().advance(n as u64);
+                        filled += n;
+                    }
+                    Err(e) => return Err(BodyFailure::Io(e.kind())),
+                }
+            }
+            body.done = body.eof || body.length_left() == 0;
+            Ok(filled)
+        })
+    }
+
+    fn length_decoder(&mut self) -> &mut LengthDecoder {
+        match &mut self.decoder {
+            Some(BodyDecoder::Length(d)) => d,
+            _ => unreachable!("only called for a Content-Length body"),
+        }
+    }
+
+    /// Bytes of a Content-Length body not yet read from the socket.
+    fn length_left(&self) -> usize {
+        match &self.decoder {
+            Some(BodyDecoder::Length(d)) => usize::try_from(d.remaining()).unwrap_or(usize::MAX),
+            _ => 0,
         }
     }
 
@@ -241,12 +331,60 @@ impl Input {
     }
 }
 
+impl Input {
+    /// `read()` of `len` bytes of a Content-Length body into a new `bytes`
+    /// object that the socket fills directly, with the GIL released.
+    fn read_bulk<'py>(&self, py: Python<'py>, len: usize) -> PyResult<Bound<'py, PyBytes>> {
+        // SAFETY: the GIL is held. PyBytes_FromStringAndSize(NULL, len) makes
+        // a bytes object with `len` uninitialised bytes (or NULL and an
+        // exception), which no Python code can see before we return it.
+        let bytes = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                pyo3::ffi::PyBytes_FromStringAndSize(
+                    std::ptr::null(),
+                    len as pyo3::ffi::Py_ssize_t,
+                ),
+            )?
+            .cast_into_unchecked::<PyBytes>()
+        };
+        // SAFETY: the object is new and ours alone, so writing its buffer is
+        // allowed, and it stays alive (we hold `bytes`) while the GIL is
+        // released; its `len` bytes are uninitialised, hence MaybeUninit.
+        let buf = unsafe {
+            std::slice::from_raw_parts_mut(
+                pyo3::ffi::PyBytes_AsString(bytes.as_ptr()).cast::<MaybeUninit<u8>>(),
+                len,
+            )
+        };
+        let got = self
+            .with_body(py, |body, head_sent| body.read_exact_into(buf, head_sent))?
+            .map_err(|f| f.to_py())?;
+        if got == len {
+            // read_exact_into initialised all `len` bytes.
+            Ok(bytes)
+        } else {
+            // The client closed early: only the bytes that arrived (and were
+            // initialised); the object with the rest unwritten is dropped
+            // unseen.
+            // SAFETY: the first `got` bytes were written by read_exact_into.
+            let arrived = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), got) };
+            Ok(PyBytes::new(py, arrived))
+        }
+    }
+}
+
 #[pymethods]
 impl Input {
     /// Read up to `size` bytes (all that is left when `size` is absent or negative).
     #[pyo3(signature = (size = None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let want = size_arg(size);
+        if let Some(len) = self.with_body(py, |body, _| body.bulk_len(want))? {
+            if len >= BULK_READ {
+                return self.read_bulk(py, len);
+            }
+        }
         let data = self.with_body(py, |body, head_sent| {
             body.fill(want, head_sent)?;
             Ok(body.take(want).to_vec())

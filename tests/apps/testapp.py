@@ -160,6 +160,12 @@ def route_sha256(environ, start_response, q):
         calls = 1
         h.update(data)
         total = len(data)
+    elif mode == "line-then-rest":
+        # A short read buffers ahead; the bulk read after it must start there.
+        data = inp.readline() + inp.read()
+        calls = 2
+        h.update(data)
+        total = len(data)
     elif mode == "readline":
         while True:
             line = inp.readline()
