@@ -212,12 +212,12 @@ impl BodyReader {
     ) -> Result<usize, BodyFailure> {
         self.recording(|body| {
             let mut filled = body.available().min(out.len());
-            out[..filled].write_copy_of_slice(body.take(filled));
+            write_bytes(&mut out[..filled], body.take(filled));
             // Then what was read past the head (or past an earlier read)...
             let left = body.length_left();
             let buffered = &body.raw[body.raw_pos..];
             let n = buffered.len().min(out.len() - filled).min(left);
-            out[filled..filled + n].write_copy_of_slice(&buffered[..n]);
+            write_bytes(&mut out[filled..filled + n], &buffered[..n]);
             body.raw_pos += n;
             body.length_decoder().advance(n as u64);
             filled += n;
@@ -293,6 +293,15 @@ impl BodyReader {
         raw.drain(..self.raw_pos);
         self.raw_pos = 0;
         raw
+    }
+}
+
+/// Initialise `dst` with `src` (same length); `<[MaybeUninit<u8>]>::
+/// write_copy_of_slice` once the MSRV reaches 1.93.
+fn write_bytes(dst: &mut [MaybeUninit<u8>], src: &[u8]) {
+    assert_eq!(dst.len(), src.len());
+    for (d, s) in dst.iter_mut().zip(src) {
+        d.write(*s);
     }
 }
 
