@@ -14,6 +14,7 @@ use nix::sys::eventfd::EventFd;
 
 use super::conn::{Conn, ServeCtx, serve};
 use crate::http::Head;
+use crate::wsgi::App;
 
 /// A connection whose head is parsed and whose request is due.
 #[derive(Debug)]
@@ -58,7 +59,9 @@ impl Pool {
                 );
                 std::thread::Builder::new()
                     .name(format!("app-{i}"))
-                    .spawn(move || app_thread(&ctx, i, &job_rx, &ret_tx, &wake))
+                    .spawn(move || {
+                        App::with_thread_state(|| app_thread(&ctx, i, &job_rx, &ret_tx, &wake))
+                    })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Pool {
