@@ -7,7 +7,6 @@ exceptions raised by the app's own import propagate unchanged so that the
 caller can show their traceback.
 """
 
-import ast
 import importlib
 
 
@@ -15,12 +14,10 @@ class AppImportError(Exception):
     """The application could not be found or is not callable."""
 
 
-def load(uri):
-    module, _, expr = uri.partition(":")
-    module = module.strip()
-    expr = expr.strip() or "application"
-    if not module:
-        raise AppImportError("no module given in %r" % uri)
+def _parse_call(expr):
+    """``(path, args, kwargs, is_call)`` of ``a.b`` or ``a.b(literal, k=literal)``."""
+    import ast
+
     try:
         node = ast.parse(expr, mode="eval").body
     except SyntaxError:
@@ -42,6 +39,20 @@ def load(uri):
         raise AppImportError("%r is not an attribute name or a function call" % expr)
     path.append(node.id)
     path.reverse()
+    return path, args, kwargs, is_call
+
+
+def load(uri):
+    module, _, expr = uri.partition(":")
+    module = module.strip()
+    expr = expr.strip() or "application"
+    if not module:
+        raise AppImportError("no module given in %r" % uri)
+    path, args, kwargs, is_call = expr.split("."), [], {}, False
+    if not all(name.isidentifier() for name in path):
+        # A factory call: `ast` only then, since importing it costs every
+        # worker about 1 MiB.
+        path, args, kwargs, is_call = _parse_call(expr)
 
     try:
         mod = importlib.import_module(module)
