@@ -86,15 +86,39 @@ impl Limits {
     }
 }
 
-/// One field line of the head, in the order received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Field {
+/// One field line of the head, in the order received, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field<'a> {
     /// The name as sent (original case); always an RFC 9110 §5.1 token, so
     /// ASCII. May contain `_` (the WSGI layer drops those, as Gunicorn).
-    pub name: String,
+    pub name: &'a str,
     /// The value without leading and trailing OWS (SP / HTAB). Bytes are
     /// VCHAR, SP, HTAB or obs-text (0x80-0xFF): RFC 9110 §5.5.
-    pub value: Vec<u8>,
+    pub value: &'a [u8],
+}
+
+/// Where a part of the head lies in [`Head`]'s text: `start..end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    /// The span of `part`, a subslice of `text`.
+    fn of(text: &[u8], part: &[u8]) -> Span {
+        let start = part.as_ptr() as usize - text.as_ptr() as usize;
+        debug_assert!(start + part.len() <= text.len());
+        // A head is far below 4 GiB: its limits keep it to kilobytes.
+        Span {
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
 }
 
 /// How the request body is framed (RFC 9112 §6.3).
@@ -123,18 +147,19 @@ pub enum TargetForm {
     Asterisk,
 }
 
-/// A parsed request head.
+/// A parsed request head. Its text is one copy of the head's bytes, and
+/// the method, target and fields are spans of it: two allocations per
+/// request rather than two per field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
-    /// The method, case-sensitive as sent (RFC 9110 §9.1).
-    pub method: String,
-    /// The request-target exactly as sent (becomes `RAW_URI`); printable
-    /// ASCII only.
-    pub target: String,
+    /// The request line and the field lines as received.
+    text: Box<[u8]>,
+    method: Span,
+    target: Span,
+    /// Every field line in order, including names with `_`.
+    fields: Vec<(Span, Span)>,
     /// The protocol version.
     pub version: Version,
-    /// Every field line in order, including names with `_`.
-    pub fields: Vec<Field>,
     /// How the body that follows the head is framed.
     pub body: BodyKind,
     /// Whether the connection may carry another request after this one
@@ -149,11 +174,36 @@ pub struct Head {
 }
 
 impl Head {
+    /// The method, case-sensitive as sent (RFC 9110 §9.1).
+    pub fn method(&self) -> &str {
+        self.ascii(self.method)
+    }
+
+    /// The request-target exactly as sent (becomes `RAW_URI`); printable
+    /// ASCII only.
+    pub fn target(&self) -> &str {
+        self.ascii(self.target)
+    }
+
+    /// Every field line in order, including names with `_`.
+    pub fn fields(&self) -> impl ExactSizeIterator<Item = Field<'_>> + '_ {
+        self.fields.iter().map(|&(name, value)| Field {
+            name: self.ascii(name),
+            value: &self.text[value.range()],
+        })
+    }
+
+    /// A part that [`parse_head`] checked to be ASCII (a token or a
+    /// request-target), as a `str`; the fallback is never taken.
+    fn ascii(&self, span: Span) -> &str {
+        std::str::from_utf8(&self.text[span.range()]).unwrap_or_default()
+    }
+
     /// The form of [`Head::target`], derived from the method and target that
     /// [`parse_head`] checked against each other.
     pub fn target_form(&self) -> TargetForm {
-        let t = self.target.as_bytes();
-        if self.method == "CONNECT" {
+        let t = self.target().as_bytes();
+        if self.method() == "CONNECT" {
             TargetForm::Authority
         } else if t == b"*" {
             TargetForm::Asterisk
@@ -174,7 +224,7 @@ impl Head {
     /// - asterisk-form `*` → `("*", "")`.
     /// - authority-form (CONNECT `h:443`) → `("", "")`: it names no resource.
     pub fn path_and_query(&self) -> (&str, &str) {
-        let t = self.target.as_str();
+        let t = self.target();
         match self.target_form() {
             TargetForm::Origin => split_path_query(t),
             TargetForm::Absolute => {
@@ -196,10 +246,9 @@ impl Head {
 
     /// The value of the first field named `name` (ASCII case-insensitive).
     pub fn field(&self, name: &str) -> Option<&[u8]> {
-        self.fields
-            .iter()
+        self.fields()
             .find(|f| f.name.eq_ignore_ascii_case(name))
-            .map(|f| f.value.as_slice())
+            .map(|f| f.value)
     }
 }
 
@@ -240,10 +289,12 @@ pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, 
     let Some((count, block_len)) = scan_field_lines(&buf[fields_start..], limits)? else {
         return Ok(None);
     };
-    let block = &buf[fields_start..fields_start + block_len];
-    let (fields, framing) = parse_field_lines(block, count, line.version)?;
-    let head = framing.into_head(line, fields)?;
-    Ok(Some((head, fields_start + block_len)))
+    let end = fields_start + block_len;
+    let block = &buf[fields_start..end];
+    let text = &buf[start..end];
+    let (fields, framing) = parse_field_lines(text, block, count, line.version)?;
+    let head = framing.into_head(text, line, fields)?;
+    Ok(Some((head, end)))
 }
 
 /// RFC 9112 §2.2: one empty line before the request line is ignored (some
@@ -559,11 +610,13 @@ const STACK_FIELDS: usize = 32;
 
 /// Runs httparse over the pre-scanned block of `count` field lines and
 /// builds the fields, applying the framing rules as it goes.
-fn parse_field_lines(
-    block: &[u8],
+/// Fields are returned as spans of `text`, which contains `block`.
+fn parse_field_lines<'a>(
+    text: &[u8],
+    block: &'a [u8],
     count: usize,
     version: Version,
-) -> Result<(Vec<Field>, Framing<'_>), ParseError> {
+) -> Result<(Vec<(Span, Span)>, Framing<'a>), ParseError> {
     let mut stack = [httparse::EMPTY_HEADER; STACK_FIELDS];
     let mut heap = Vec::new();
     let slots: &mut [httparse::Header<'_>] = if count <= STACK_FIELDS {
@@ -587,10 +640,7 @@ fn parse_field_lines(
     for h in parsed.iter() {
         let value = trim_ows(h.value);
         framing.observe(h.name, value)?;
-        fields.push(Field {
-            name: h.name.to_owned(),
-            value: value.to_vec(),
-        });
+        fields.push((Span::of(text, h.name.as_bytes()), Span::of(text, value)));
     }
     Ok((fields, framing))
 }
@@ -745,7 +795,12 @@ impl<'a> Framing<'a> {
         Ok(())
     }
 
-    fn into_head(self, line: RequestLine<'_>, fields: Vec<Field>) -> Result<Head, ParseError> {
+    fn into_head(
+        self,
+        text: &[u8],
+        line: RequestLine<'_>,
+        fields: Vec<(Span, Span)>,
+    ) -> Result<Head, ParseError> {
         let body = if self.transfer_encoding {
             // RFC 9112 §6.3: without a final chunked the length of a request
             // cannot be known: 400, whatever Content-Length says.
@@ -776,10 +831,11 @@ impl<'a> Framing<'a> {
         };
         let keep_alive = persistent && !self.coded && line.method != b"CONNECT";
         Ok(Head {
-            method: ascii_string(line.method),
-            target: ascii_string(line.target),
-            version: line.version,
+            method: Span::of(text, line.method),
+            target: Span::of(text, line.target),
+            text: text.into(),
             fields,
+            version: line.version,
             body,
             keep_alive,
             expect_continue: self.expect_continue,
@@ -808,12 +864,6 @@ fn parse_content_length(v: &[u8]) -> Option<u64> {
             None
         }
     })
-}
-
-/// A String from bytes already checked to be printable ASCII (so the
-/// fallback is never taken; it only spares a panic path).
-fn ascii_string(b: &[u8]) -> String {
-    String::from_utf8(b.to_vec()).unwrap_or_default()
 }
 
 /// Strips leading and trailing OWS (SP / HTAB), RFC 9110 §5.6.3.
@@ -933,16 +983,16 @@ mod tests {
     #[test]
     fn simple_get() {
         let h = head(b"GET /a/b?x=1#frag HTTP/1.1\r\nHost: example.com\r\nX-Y:  z \t\r\n\r\n");
-        assert_eq!(h.method, "GET");
-        assert_eq!(h.target, "/a/b?x=1#frag");
+        assert_eq!(h.method(), "GET");
+        assert_eq!(h.target(), "/a/b?x=1#frag");
         assert_eq!(h.version, Version::Http11);
-        assert_eq!(h.fields.len(), 2);
+        assert_eq!(h.fields().len(), 2);
         assert_eq!(
-            h.fields[1],
-            Field {
-                name: "X-Y".into(),
-                value: b"z".to_vec()
-            }
+            h.fields().nth(1),
+            Some(Field {
+                name: "X-Y",
+                value: b"z"
+            })
         );
         assert_eq!(h.field("host"), Some(&b"example.com"[..]));
         assert_eq!(h.field("x-missing"), None);
@@ -971,12 +1021,12 @@ mod tests {
 
     #[test]
     fn missing_host_on_http11_is_accepted() {
-        assert!(head(b"GET / HTTP/1.1\r\n\r\n").fields.is_empty());
+        assert!(head(b"GET / HTTP/1.1\r\n\r\n").fields().len() == 0);
     }
 
     #[test]
     fn one_leading_empty_line_is_skipped_not_two() {
-        assert_eq!(head(b"\r\nGET / HTTP/1.1\r\n\r\n").method, "GET");
+        assert_eq!(head(b"\r\nGET / HTTP/1.1\r\n\r\n").method(), "GET");
         assert_eq!(
             err(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
             ParseError::LeadingEmptyLines
@@ -1077,8 +1127,8 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         let (h, _) = parse_head(&many, &limits).unwrap().unwrap();
-        assert_eq!(h.fields.len(), 200);
-        assert_eq!(h.fields[199].value, b"v199");
+        assert_eq!(h.fields().len(), 200);
+        assert_eq!(h.fields().nth(199).unwrap().value, b"v199");
     }
 
     #[test]
@@ -1126,7 +1176,7 @@ mod tests {
             "ABCDEFGHIJKLMNOPQRST",
         ] {
             let buf = format!("{m} / HTTP/1.1\r\n\r\n");
-            assert_eq!(head(buf.as_bytes()).method, m);
+            assert_eq!(head(buf.as_bytes()).method(), m);
         }
         for m in [
             "get",
@@ -1203,7 +1253,7 @@ mod tests {
         );
         assert!(!h.keep_alive, "after CONNECT the connection is a tunnel");
         assert_eq!(
-            head(b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n").target,
+            head(b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n").target(),
             "[::1]:443"
         );
         assert_eq!(
@@ -1215,7 +1265,7 @@ mod tests {
             ("/p", "")
         );
         assert_eq!(
-            head(b"GET /with_\"quotes\" HTTP/1.1\r\n\r\n").target,
+            head(b"GET /with_\"quotes\" HTTP/1.1\r\n\r\n").target(),
             "/with_\"quotes\""
         );
 
@@ -1249,12 +1299,16 @@ mod tests {
         let h = head(
             b"GET / HTTP/1.1\r\nX.Custom|Pipe: ok\r\nV: caf\xc3\xa9\r\nE:\r\nT:\tabc\t\r\n\r\n",
         );
-        assert_eq!(h.fields[0].name, "X.Custom|Pipe");
-        assert_eq!(h.fields[1].value, b"caf\xc3\xa9");
-        assert_eq!(h.fields[2].value, b"");
-        assert_eq!(h.fields[3].value, b"abc");
+        assert_eq!(h.fields().next().unwrap().name, "X.Custom|Pipe");
+        assert_eq!(h.fields().nth(1).unwrap().value, b"caf\xc3\xa9");
+        assert_eq!(h.fields().nth(2).unwrap().value, b"");
+        assert_eq!(h.fields().nth(3).unwrap().value, b"abc");
         let h = head(b"GET / HTTP/1.1\r\nTransfer_Encoding: x\r\nContent_Length: -1\r\n\r\n");
-        assert_eq!(h.fields.len(), 2, "names with _ are returned, not framing");
+        assert_eq!(
+            h.fields().len(),
+            2,
+            "names with _ are returned, not framing"
+        );
         assert_eq!(h.body, BodyKind::Empty);
 
         assert_eq!(

@@ -167,7 +167,7 @@ pub fn log(entry: &Entry<'_>) {
             let (path, _) = entry.head.path_and_query();
             tracing::info!(
                 target: "ferrocorn::access",
-                http_method = entry.head.method.as_str(),
+                http_method = entry.head.method(),
                 http_path = path,
                 http_status = entry.status.unwrap_or(0),
                 duration_us = entry.duration.as_micros() as u64,
@@ -207,11 +207,11 @@ fn format_line(pieces: &[Piece], e: &Entry<'_>) -> String {
                 'r' => write!(
                     out,
                     "{} {} {}",
-                    e.head.method,
-                    e.head.target,
+                    e.head.method(),
+                    e.head.target(),
                     e.head.version.as_str()
                 ),
-                'm' => write!(out, "{}", e.head.method),
+                'm' => write!(out, "{}", e.head.method()),
                 'U' => write!(out, "{path}"),
                 'q' => write!(out, "{query}"),
                 'H' => write!(out, "{}", e.head.version.as_str()),

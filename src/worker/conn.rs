@@ -91,7 +91,7 @@ pub(crate) fn serve(ctx: &ServeCtx, thread: &ThreadSlot, conn: &mut Conn, mut he
     loop {
         let started = Instant::now();
         ctx.slot.request_started();
-        thread.start(&head.method, &head.target);
+        thread.start(head.method(), head.target());
         let outcome = ctx.app.handle(Request {
             head: &head,
             stream: &conn.stream,

@@ -95,13 +95,13 @@ impl Base {
         let env = self.dict.bind(py).copy()?;
         let head = &req.head;
         env.set_item(intern!(py, "wsgi.input"), input)?;
-        env.set_item(intern!(py, "REQUEST_METHOD"), method(py, &head.method))?;
+        env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
         let protocol = match head.version {
             Version::Http11 => intern!(py, "HTTP/1.1"),
             Version::Http10 => intern!(py, "HTTP/1.0"),
         };
         env.set_item(intern!(py, "SERVER_PROTOCOL"), protocol)?;
-        env.set_item(intern!(py, "RAW_URI"), latin1(py, head.target.as_bytes()))?;
+        env.set_item(intern!(py, "RAW_URI"), latin1(py, head.target().as_bytes()))?;
         let (path, query) = head.path_and_query();
         if query.is_empty() {
             env.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?;
@@ -120,16 +120,17 @@ impl Base {
 
         let mut host = None;
         let mut https = false;
-        let mut key = String::with_capacity(64);
-        for field in &head.fields {
-            let name = field.name.as_str();
+        // Allocated only for a field without a common key.
+        let mut key = String::new();
+        for field in head.fields() {
+            let name = field.name;
             if name.contains('_') {
                 continue;
             }
             if name.eq_ignore_ascii_case("host") {
-                host = Some(&field.value[..]);
+                host = Some(field.value);
             }
-            if req.peer.is_trusted_proxy() && is_secure_scheme(name, &field.value) {
+            if req.peer.is_trusted_proxy() && is_secure_scheme(name, field.value) {
                 https = true;
             }
             let key = if let Some(k) = common_key(py, name) {
@@ -143,7 +144,7 @@ impl Base {
                 }));
                 PyString::new(py, &key)
             };
-            let value = latin1(py, &field.value);
+            let value = latin1(py, field.value);
             match env.get_item(&key)? {
                 Some(prev) => {
                     let joined = format!("{},{}", prev.extract::<&str>()?, value.to_str()?);

@@ -143,7 +143,7 @@ impl Exchange {
             output: Mutex::new(ResponseWriter {
                 stream: Some(stream),
                 version: head.version,
-                head_request: head.method == "HEAD",
+                head_request: head.method() == "HEAD",
                 may_keep_alive: may_keep_alive && head.keep_alive,
                 started: None,
                 head_sent: false,

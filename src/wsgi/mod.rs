@@ -314,14 +314,14 @@ impl App {
             // A malformed body or a vanished client, not an app bug: no traceback.
             true => tracing::debug!(
                 "request {} {} ended early: {}",
-                head.method,
-                head.target,
+                head.method(),
+                head.target(),
                 exception_line(py, err)
             ),
             false => tracing::error!(
                 "Error handling request {} {}\n{}",
-                head.method,
-                head.target,
+                head.method(),
+                head.target(),
                 format_exception(py, err).trim_end()
             ),
         }
