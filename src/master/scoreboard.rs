@@ -213,10 +213,15 @@ impl Slot {
 impl ThreadSlot {
     /// This thread starts `request` (`METHOD target`).
     pub fn start(&self, method: &str, target: &str) {
-        let mut bytes = method.bytes().chain([b' ']).chain(target.bytes());
-        for cell in &self.request {
-            cell.store(bytes.next().unwrap_or(0), Ordering::Relaxed);
+        // `METHOD target`, cut to fit, then one NUL: the reader stops there.
+        let parts = [method.as_bytes(), b" ", target.as_bytes()];
+        let text = parts.iter().flat_map(|p| p.iter().copied());
+        let mut n = 0;
+        for (cell, b) in self.request[..REQUEST_BYTES - 1].iter().zip(text) {
+            cell.store(b, Ordering::Relaxed);
+            n += 1;
         }
+        self.request[n].store(0, Ordering::Relaxed);
         self.busy_since.store(now_ms().max(1), Ordering::Release);
     }
 
