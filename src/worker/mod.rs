@@ -376,6 +376,8 @@ impl EventLoop {
         Ok(event_loop)
     }
 
+    // Not inlined, so that profiles (bench/profile.sh) can name it.
+    #[inline(never)]
     fn run(mut self) -> i32 {
         let mut events = vec![EpollEvent::empty(); 256];
         loop {
@@ -398,13 +400,23 @@ impl EventLoop {
             if events[..n].iter().any(|ev| ev.data() == TOKEN_SIGNAL) && !self.on_signals() {
                 return exit::OK;
             }
-            for ev in &events[..n] {
-                match ev.data() {
-                    TOKEN_SIGNAL => {}
-                    TOKEN_WAKE => self.on_returns(),
-                    t if t >= TOKEN_CONN => self.on_readable((t - TOKEN_CONN) as usize),
-                    t => self.on_acceptable((t - TOKEN_LISTENER) as usize),
+            let inline = self.pool.is_none();
+            let mut dispatch = || {
+                for ev in &events[..n] {
+                    match ev.data() {
+                        TOKEN_SIGNAL => {}
+                        TOKEN_WAKE => self.on_returns(),
+                        t if t >= TOKEN_CONN => self.on_readable((t - TOKEN_CONN) as usize),
+                        t => self.on_acceptable((t - TOKEN_LISTENER) as usize),
+                    }
                 }
+            };
+            if inline {
+                // Inline: the requests of this turn run on this thread, so
+                // take the GIL once for all of them, not once per request.
+                App::with_gil(dispatch);
+            } else {
+                dispatch();
             }
             self.sweep();
             self.check_recycling();
