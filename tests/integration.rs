@@ -458,6 +458,18 @@ fn large_bodies_read_in_bulk_after_100_continue_a_line_or_a_short_send() {
     expect_status(&r, 200);
     assert_eq!(r.json().get("len").num() as usize, sent);
     assert_eq!(r.json().get("sha256").str(), python_sha256(&data[..sent]));
+    // A declared terabyte is not allocated up front for read(): the app
+    // gets the kilobyte that came.
+    let mut c = s.client();
+    let mut liar = b"POST /sha256?mode=readall HTTP/1.1\r\nHost: localhost\r\n\
+                     Content-Length: 1099511627776\r\n\r\n"
+        .to_vec();
+    liar.extend_from_slice(&data[..1024]);
+    c.send(&liar);
+    c.stream.shutdown_write();
+    let r = c.read_response();
+    expect_status(&r, 200);
+    assert_eq!(r.json().get("len").num() as usize, 1024);
 }
 
 #[test]

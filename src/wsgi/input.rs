@@ -22,9 +22,13 @@ use crate::worker::stream::Stream;
 
 /// Bytes read from the socket per syscall while a body is streamed.
 const READ_SIZE: usize = 64 * 1024;
-/// A `read()` of at least this many bytes of a Content-Length body goes
-/// from the socket straight into the `bytes` object it returns.
+/// A `read()` of at least `BULK_READ` and at most `BULK_MAX` bytes of a
+/// Content-Length body goes from the socket straight into the `bytes`
+/// object it returns. Larger reads take the buffered path, whose memory
+/// grows only as bytes arrive: a client declaring gigabytes it never sends
+/// must not make the worker allocate them up front.
 const BULK_READ: usize = 16 * 1024;
+const BULK_MAX: usize = 16 * 1024 * 1024;
 /// Bytes readline() decodes per step while looking for a newline.
 const LINE_STEP: usize = 8 * 1024;
 
@@ -390,7 +394,7 @@ impl Input {
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
         let want = size_arg(size);
         if let Some(len) = self.with_body(py, |body, _| body.bulk_len(want))? {
-            if len >= BULK_READ {
+            if (BULK_READ..=BULK_MAX).contains(&len) {
                 return self.read_bulk(py, len);
             }
         }
