@@ -400,23 +400,13 @@ impl EventLoop {
             if events[..n].iter().any(|ev| ev.data() == TOKEN_SIGNAL) && !self.on_signals() {
                 return exit::OK;
             }
-            let inline = self.pool.is_none();
-            let mut dispatch = || {
-                for ev in &events[..n] {
-                    match ev.data() {
-                        TOKEN_SIGNAL => {}
-                        TOKEN_WAKE => self.on_returns(),
-                        t if t >= TOKEN_CONN => self.on_readable((t - TOKEN_CONN) as usize),
-                        t => self.on_acceptable((t - TOKEN_LISTENER) as usize),
-                    }
+            for ev in &events[..n] {
+                match ev.data() {
+                    TOKEN_SIGNAL => {}
+                    TOKEN_WAKE => self.on_returns(),
+                    t if t >= TOKEN_CONN => self.on_readable((t - TOKEN_CONN) as usize),
+                    t => self.on_acceptable((t - TOKEN_LISTENER) as usize),
                 }
-            };
-            if inline {
-                // Inline: the requests of this turn run on this thread, so
-                // take the GIL once for all of them, not once per request.
-                App::with_gil(dispatch);
-            } else {
-                dispatch();
             }
             self.sweep();
             self.check_recycling();

@@ -235,13 +235,6 @@ impl App {
         Python::attach(|py| py.detach(f))
     }
 
-    /// Run `f` holding the GIL, so that the requests it handles (each of
-    /// which attaches) do not take and drop it one by one. Waits on a slow
-    /// client inside still release it.
-    pub fn with_gil<R>(f: impl FnOnce() -> R) -> R {
-        Python::attach(|_| f())
-    }
-
     /// Run one request through the app and send its response.
     pub fn handle(&self, mut req: Request<'_>) -> Outcome {
         // The body reader owns the bytes read past the head.
