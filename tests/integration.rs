@@ -2312,6 +2312,9 @@ fn preload_reload_serves_new_code() {
     let (b, notify, version) = notified("preload-hup", &["--preload", "-w", "2"], &[]);
     let s = b.start();
     assert!(s.get("/").text().starts_with("v1 "));
+    notify
+        .wait_for("READY=1", notify.opened, 10 * SEC)
+        .expect("first READY=1");
     fs::write(&version, "v2").unwrap();
     let hup = Instant::now();
     s.signal(libc::SIGHUP);
@@ -2564,6 +2567,11 @@ fn hup_rereads_the_config_file() {
         s.get("/osenv?key=GREETING").json().get("value").str(),
         "one"
     );
+    // The start's READY=1 may trail the first answer: take it first, or it
+    // passes for the reload's.
+    notify
+        .wait_for("READY=1", notify.opened, 10 * SEC)
+        .expect("first READY=1");
     fs::write(&cfg, "raw_env = [\"GREETING=two\"]\nworkers = 2\n").unwrap();
     let hup = Instant::now();
     s.signal(libc::SIGHUP);
