@@ -177,9 +177,10 @@ impl Stream {
 }
 
 /// Call `f` with the non-empty buffers of `bufs` as `IoSlice`s, kept on the
-/// stack when there are at most 8 of them.
+/// stack when there are at most 16 of them (a response write has at most
+/// 11: head, size line, 8 body pieces, CRLF).
 pub fn with_io_slices<R>(bufs: &[&[u8]], f: impl FnOnce(&mut [IoSlice<'_>]) -> R) -> R {
-    const STACK: usize = 8;
+    const STACK: usize = 16;
     if bufs.len() <= STACK {
         let mut slices = [IoSlice::new(&[]); STACK];
         let mut n = 0;
