@@ -45,7 +45,7 @@ impl Started {
     /// noted).
     ///
     /// Errors: a message naming the bad status or field, raised to the app.
-    pub(crate) fn new(status: &str, fields: usize) -> Result<Started, String> {
+    pub(crate) fn new(status: &str, field_count: usize) -> Result<Started, String> {
         let code = status_code(status)
             .ok_or_else(|| format!("invalid status {status:?}: expected \"NNN Reason\""))?;
         if !is_valid_field_value(status) {
@@ -55,7 +55,7 @@ impl Started {
             status: status.to_string(),
             code,
             // A typical field line is under 48 bytes.
-            field_lines: Vec::with_capacity(48 * fields),
+            field_lines: Vec::with_capacity(48 * field_count),
             length: None,
             close: false,
         })

@@ -40,7 +40,6 @@ impl StartResponse {
     #[pyo3(signature = (status, headers, exc_info = None))]
     fn __call__(
         &self,
-        py: Python<'_>,
         status: &Bound<'_, PyAny>,
         headers: &Bound<'_, PyAny>,
         exc_info: Option<&Bound<'_, PyAny>>,
@@ -80,7 +79,6 @@ impl StartResponse {
         }
         w.started = Some(started);
         drop(w);
-        let _ = py;
         Ok(Write {
             ex: Arc::clone(&self.ex),
         })
