@@ -1999,8 +1999,7 @@ fn access_log_lines_follow_gunicorns_format() {
         b"",
     );
     expect_status(&r, 200);
-    assert!(poll_until(5 * SEC, || fs::read_to_string(&path)
-        .is_ok_and(|t| t.contains("probe/1"))));
+    assert!(file_gets(&path, "probe/1", 5 * SEC));
     let text = fs::read_to_string(&path).unwrap();
     let line = text.lines().find(|l| l.contains("probe/1")).unwrap();
     let (start, rest) = line.split_once(" [").expect(line);
@@ -2239,8 +2238,7 @@ fn usr1_reopens_the_access_log() {
     thread::sleep(Duration::from_millis(600));
     expect_status(&s.get("/?after=rotate"), 200);
     assert!(
-        poll_until(5 * SEC, || fs::read_to_string(&path)
-            .is_ok_and(|t| t.contains("after=rotate"))),
+        file_gets(&path, "after=rotate", 5 * SEC),
         "the new file did not get the line; old file: {:?}",
         fs::read_to_string(&rotated)
     );
@@ -2636,8 +2634,7 @@ fn app_print_output_is_not_held_back_under_journald() {
     expect_status(&s.get("/print?msg=printed-right-away"), 200);
     let stdout = s.dir.join("stdout.log");
     assert!(
-        poll_until(3 * SEC, || fs::read_to_string(&stdout)
-            .is_ok_and(|t| t.contains("printed-right-away"))),
+        file_gets(&stdout, "printed-right-away", 3 * SEC),
         "print() output still buffered: {:?}",
         fs::read_to_string(&stdout)
     );

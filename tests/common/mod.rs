@@ -59,6 +59,14 @@ pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Whether the file at `path` comes to contain `needle` within `timeout`
+/// (a log line written by another process).
+pub fn file_gets(path: &Path, needle: &str, timeout: Duration) -> bool {
+    poll_until(timeout, || {
+        fs::read_to_string(path).is_ok_and(|t| t.contains(needle))
+    })
+}
+
 /// The deterministic download body of `testapp.py` `/big`: byte i is i % 251.
 pub fn pattern(size: usize) -> Vec<u8> {
     (0..size).map(|i| (i % 251) as u8).collect()
