@@ -23,6 +23,7 @@ bench/.venv, made by bench/setup.sh with the same interpreter).
 """
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import hashlib
@@ -290,30 +291,23 @@ def wait_ready(proc, port, path, timeout):
 
 def stop_session(proc, sid, grace=5.0):
     """TERM to the whole process group, then KILL whatever of the session is left."""
-    try:
+
+    def reap():
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(sid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
+    reap()
     deadline = time.monotonic() + grace
     while session_pids(sid) and time.monotonic() < deadline:
         time.sleep(0.1)
     for pid in session_pids(sid):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(sid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
+    reap()
 
 
 def wrk_script(w):
