@@ -10,10 +10,6 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 
-# Build and link against Debian's CPython 3.11 (libpython3.11.so), never the
-# python3 first on PATH (a pyenv build on the development machines).
-export PYO3_PYTHON := /usr/bin/python3.11
-
 CARGO ?= cargo
 VENV := .venv
 VENV_PYTHON := /usr/bin/python3.11

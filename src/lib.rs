@@ -1,28 +1,62 @@
 //! ferrocorn: a pre-fork WSGI HTTP server for UNIX, native to systemd.
 //!
-//! `main` goes command line → settings → logging → listeners → master;
-//! every failure becomes a message naming what was wrong and an exit status
-//! from the contract in [`master::exit`]. The modules follow the process
-//! model (DESIGN §8); only [`wsgi`] touches Python and only [`http`] knows
-//! the wire format.
+//! One library, two processes (DESIGN §1). The master is the `ferrocorn`
+//! binary: [`main`] goes command line → settings → logging → listeners →
+//! interpreter check → [`master::run`], and never loads Python. Each worker
+//! is the app's own interpreter, which imports this same library built as
+//! the native module `ferrocorn._native` (the [`_native`] entry below) and
+//! hands control to [`worker::main`]. Every failure becomes a message
+//! naming what was wrong and an exit status from the contract in [`exit`].
+//!
+//! The modules follow the process model (DESIGN §8); only [`wsgi`] touches
+//! Python and only [`http`] knows the wire format. This file is the one
+//! place that knows both processes: it wires the native module's entry
+//! ([`wsgi::module`]) to the worker, so that `wsgi/` never names `worker/`.
 
 #![warn(missing_docs)]
 
+pub mod boot;
 pub mod config;
 pub mod http;
 pub mod listeners;
 pub mod logging;
 pub mod master;
+pub mod net;
 pub mod notify;
 pub mod privileges;
+pub mod scoreboard;
 pub mod signals;
 pub mod worker;
 pub mod wsgi;
 
 use config::Settings;
-use master::exit;
+use master::interpreter::Interpreter;
 
-/// Run ferrocorn with this process's command line; returns the exit status.
+/// Exit statuses: the contract with systemd's `RestartPreventExitStatus=`,
+/// the same for the master and its workers.
+pub mod exit {
+    /// Clean stop.
+    pub const OK: i32 = 0;
+    /// Start-up failed for another reason (e.g. an address in use).
+    pub const FAILURE: i32 = 1;
+    /// A worker could not boot (its interpreter or the native module
+    /// would not start).
+    pub const WORKER_BOOT_ERROR: i32 = 3;
+    /// The app could not be imported.
+    pub const APP_LOAD_ERROR: i32 = 4;
+    /// Bad configuration (sysexits.h `EX_CONFIG`), including an unusable
+    /// Python interpreter.
+    pub const CONFIG: i32 = 78;
+}
+
+/// The native module `ferrocorn._native` that a worker's interpreter
+/// imports: its one function, `run_worker(boot_fd)`, runs [`worker::main`].
+#[pyo3::pymodule]
+fn _native(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
+    wsgi::module::init(m, worker::main)
+}
+
+/// Run the master with this process's command line; returns the exit status.
 pub fn main() -> i32 {
     // SAFETY: first thing in main: single-threaded.
     let upgrade_ready = unsafe { master::upgrade::inherited_ready_pipe() };
@@ -58,26 +92,8 @@ pub fn main() -> i32 {
             return exit::CONFIG;
         }
     }
-    // --virtualenv or VIRTUAL_ENV, else the venv the app directory is in or beside.
-    let mut settings = settings;
-    if settings.virtualenv.is_none() {
-        let cwd = std::env::current_dir().unwrap_or_default();
-        let mut dirs = settings
-            .pythonpath
-            .iter()
-            .map(|p| cwd.join(p))
-            .chain([cwd.clone()]);
-        settings.virtualenv = dirs.find_map(|d| wsgi::find_virtualenv(&d));
-    }
-    if let Some(venv) = &settings.virtualenv {
-        if let Err(e) = wsgi::check_virtualenv(venv) {
-            tracing::error!("virtualenv: {e}");
-            return exit::CONFIG;
-        }
-        tracing::info!("Using virtualenv: {}", venv.display());
-    }
     for (key, value) in &settings.raw_env {
-        // SAFETY: the process is single-threaded here (no worker forked, no
+        // SAFETY: the process is single-threaded here (no worker started, no
         // thread started), so nothing reads the environment concurrently.
         unsafe { std::env::set_var(key, value) };
     }
@@ -116,5 +132,18 @@ pub fn main() -> i32 {
         notify::failed(&e.to_string(), None);
         return exit::CONFIG;
     }
-    master::run(settings, sockets, relaunch, upgrade_ready)
+    // Checked as the user the workers run as, before any of them starts.
+    let python = match Interpreter::find(&settings) {
+        Ok(python) => python,
+        Err(e) => {
+            tracing::error!("{e}");
+            notify::failed(&e.to_string(), None);
+            for l in &sockets.http {
+                l.remove_created_path();
+            }
+            return exit::CONFIG;
+        }
+    };
+    master::log_interpreter(&python);
+    master::run(settings, python, sockets, relaunch, upgrade_ready)
 }

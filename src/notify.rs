@@ -1,8 +1,9 @@
 //! Telling systemd the truth through sd_notify(3): readiness, reload, stop,
 //! status, watchdog pings and start-up timeout extensions.
 //!
-//! Only the master speaks (`NotifyAccess=main`); workers drop the variables
-//! from their environment before the app can see them ([`forget`]). Every
+//! Only the master speaks (`NotifyAccess=main`); workers are started
+//! without the variables in their environment, so the app cannot see them
+//! (`master/spawn.rs`). Every
 //! call is a no-op when `NOTIFY_SOCKET` is unset, and a failed send is only
 //! logged: telling systemd must never take the server down.
 
@@ -70,16 +71,4 @@ pub fn failed(why: &str, errno: Option<i32>) {
 /// `None` when systemd watches nothing for this process.
 pub fn watchdog_interval() -> Option<Duration> {
     sd_notify::watchdog_enabled().map(|d| d / 2)
-}
-
-/// In a worker: remove the variables that would let it, or the app, speak
-/// for the service (`NOTIFY_SOCKET`, `WATCHDOG_*`).
-///
-/// # Safety
-/// Call only while the process is single-threaded (a freshly forked worker).
-pub unsafe fn forget() {
-    for var in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
-        // SAFETY: the caller guarantees no other thread reads the environment.
-        unsafe { std::env::remove_var(var) };
-    }
 }

@@ -14,7 +14,9 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::fcntl::OFlag;
-use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+use nix::sys::signal::{
+    SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal, sigaction, sigprocmask,
+};
 
 /// Write end of the live pipe, read by the handler; -1 when none is installed.
 static WRITE_FD: AtomicI32 = AtomicI32::new(-1);
@@ -98,4 +100,27 @@ pub fn reset_default(signals: &[Signal]) {
         // SAFETY: installing SIG_DFL runs no code of ours in signal context.
         let _ = unsafe { sigaction(signal, &default) };
     }
+}
+
+/// Block every signal and return the previous mask: around fork, so none
+/// reaches a child before it has its own handlers (the inherited ones write
+/// to the parent's pipe).
+pub fn block_signals() -> SigSet {
+    let mut old = SigSet::empty();
+    let _ = sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    );
+    old
+}
+
+/// Put back a mask returned by [`block_signals`].
+pub fn restore_signal_mask(old: &SigSet) {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(old), None);
+}
+
+/// Unblock every signal (in a child, once its handlers are in place).
+pub fn unblock_signals() {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }

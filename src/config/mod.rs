@@ -7,6 +7,7 @@
 //! other module re-validates; a bad value is a [`ConfigError`] naming the
 //! setting, and `main` maps it to exit status 78 (EX_CONFIG).
 
+pub mod bind;
 pub mod file;
 
 use std::ffi::OsString;
@@ -14,9 +15,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+pub use bind::Bind;
 
 use crate::http::Limits;
-use crate::listeners::Bind;
 
 /// A configuration value that cannot be used; the message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -81,9 +84,14 @@ struct Cli {
     #[arg(long, value_name = "DIR[,DIR]", value_delimiter = ',')]
     pythonpath: Vec<PathBuf>,
 
-    /// Run the app with this virtualenv's packages, as DIR/bin/python would.
-    #[arg(long, value_name = "DIR", env = "VIRTUAL_ENV")]
+    /// Run the workers with this virtualenv's interpreter, DIR/bin/python.
+    #[arg(long, value_name = "DIR")]
     virtualenv: Option<PathBuf>,
+
+    /// Run the workers with this Python interpreter (a path, or a name
+    /// looked up on PATH); it wins over every virtualenv.
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
 
     /// Seconds a request may run before its worker is aborted (tracebacks
     /// logged) and replaced; also how long a client may stall; 0 = no limit.
@@ -161,7 +169,7 @@ struct Cli {
     access_logfile: Option<PathBuf>,
 
     /// Access log format, Gunicorn's atoms (%(h)s, %(r)s, %(s)s, ...).
-    #[arg(long, value_name = "FORMAT", default_value = crate::logging::access::DEFAULT_FORMAT)]
+    #[arg(long, value_name = "FORMAT", default_value = DEFAULT_ACCESS_LOG_FORMAT)]
     access_logformat: String,
 
     /// Run as this user (name or uid) once the sockets are bound.
@@ -178,7 +186,11 @@ struct Cli {
 }
 
 /// Validated settings; Gunicorn's setting names, durations in seconds.
-#[derive(Debug, Clone)]
+///
+/// The master hands them to every worker it starts (serialised in the boot
+/// description, see [`crate::boot`]), so a worker runs with exactly its
+/// generation's settings even if the file changed since.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
     /// `MODULE[:CALLABLE]` as given (parsed by the WSGI loader).
     pub app: String,
@@ -192,8 +204,10 @@ pub struct Settings {
     pub chdir: Option<PathBuf>,
     /// Extra sys.path entries, in order.
     pub pythonpath: Vec<PathBuf>,
-    /// Virtualenv root (holds `pyvenv.cfg`), if any.
+    /// Virtualenv root (holds `pyvenv.cfg`) from `--virtualenv`, if any.
     pub virtualenv: Option<PathBuf>,
+    /// The workers' interpreter from `--python`, if any.
+    pub python: Option<PathBuf>,
     /// How long a request may run (and a client may stall); `None` = unlimited.
     pub timeout: Option<Duration>,
     /// Import the app in a zygote that forks the workers (`--preload`).
@@ -219,6 +233,7 @@ pub struct Settings {
     /// PID file path.
     pub pidfile: Option<PathBuf>,
     /// Lowest level logged, from `--log-level`.
+    #[serde(with = "level_name")]
     pub log_level: tracing::Level,
     /// Where logs go.
     pub log_target: LogTarget,
@@ -226,9 +241,12 @@ pub struct Settings {
     pub access_log: Option<AccessLog>,
     /// Access log format (Gunicorn's `access_log_format`).
     pub access_log_format: String,
-    /// Uid to switch to after binding.
+    /// Uid to switch to after binding (the master's business: workers
+    /// start with it already).
+    #[serde(skip)]
     pub user: Option<nix::unistd::Uid>,
     /// Gid to switch to after binding.
+    #[serde(skip)]
     pub group: Option<nix::unistd::Gid>,
     /// umask(2) value to set at start.
     pub umask: Option<u32>,
@@ -236,11 +254,12 @@ pub struct Settings {
     pub config: Option<PathBuf>,
     /// `argv[0]`, the environment's arguments and the command line's, as
     /// parsed: with the file, what a reload parses again.
+    #[serde(skip)]
     cmdline: Vec<OsString>,
 }
 
 /// `--log-target`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LogTarget {
     /// The journal when `JOURNAL_STREAM` names our stderr, else stderr.
     Auto,
@@ -251,7 +270,7 @@ pub enum LogTarget {
 }
 
 /// `--access-logfile`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccessLog {
     /// `-`: through the log target (stderr or the journal, with fields).
     LogTarget,
@@ -259,8 +278,27 @@ pub enum AccessLog {
     File(PathBuf),
 }
 
-/// App threads per worker: each has a scoreboard entry the master watches.
-pub const MAX_THREADS: usize = crate::master::scoreboard::MAX_THREADS;
+/// Most app threads per worker (`threads`): each has a scoreboard entry
+/// the master watches, and the scoreboard is sized by this.
+pub const MAX_THREADS: usize = 256;
+
+/// Gunicorn's default `access_log_format`.
+pub const DEFAULT_ACCESS_LOG_FORMAT: &str =
+    r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+
+/// `tracing::Level` by its name, for the boot description.
+mod level_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(level: &tracing::Level, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(level.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<tracing::Level, D::Error> {
+        let name = String::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 /// Hard ceilings, as Gunicorn's (`MAX_REQUEST_LINE`, `MAX_HEADERS`).
 const MAX_REQUEST_LINE: usize = 8190;
@@ -461,6 +499,7 @@ impl Settings {
             chdir: cli.chdir,
             pythonpath: cli.pythonpath,
             virtualenv,
+            python: cli.python.filter(|p| !p.as_os_str().is_empty()),
             timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
             preload: cli.preload,
             max_requests: cli.max_requests,

@@ -50,7 +50,7 @@ impl Version {
 }
 
 /// Head size limits, with Gunicorn's names, semantics and defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// `limit_request_line`: most bytes in the request line, CRLF not
     /// counted; longer is 414. 0 = unlimited. (Values above 8190 are clamped

@@ -17,10 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::AccessLog;
 use crate::http::Head;
-use crate::worker::Peer;
-
-/// Gunicorn's default `access_log_format`.
-pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+use crate::net::Peer;
 
 /// One piece of a parsed format.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +101,27 @@ pub fn init(dest: Option<&AccessLog>, format: &str) -> std::io::Result<()> {
         file,
     });
     Ok(())
+}
+
+/// Turn the access log on with a file the master opened (in a worker it
+/// started: the master opened it before dropping privileges).
+pub fn init_with_file(settings: &crate::config::Settings, file: File) {
+    let path = match &settings.access_log {
+        Some(AccessLog::File(path)) => path.clone(),
+        _ => PathBuf::new(),
+    };
+    let _ = CONFIG.set(Config {
+        pieces: parse_format(&settings.access_log_format),
+        file: Some((path, Mutex::new(file))),
+    });
+}
+
+/// The open access log file's descriptor, to pass to a worker; `None`
+/// when the access log is off or goes to the log target.
+pub fn file_fd() -> Option<std::os::fd::RawFd> {
+    use std::os::fd::AsRawFd;
+    let (_, file) = CONFIG.get()?.file.as_ref()?;
+    Some(file.lock().unwrap_or_else(|p| p.into_inner()).as_raw_fd())
 }
 
 /// Reopen the log file (USR1, after logrotate moved it).
@@ -260,7 +278,7 @@ mod tests {
             sent: 13,
             duration: Duration::from_micros(1500),
         };
-        let line = format_line(&parse_format(DEFAULT_FORMAT), &e);
+        let line = format_line(&parse_format(crate::config::DEFAULT_ACCESS_LOG_FORMAT), &e);
         let (start, end) = line.split_once(" [").unwrap();
         assert_eq!(start, "127.0.0.1 - -");
         assert!(

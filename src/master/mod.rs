@@ -1,6 +1,7 @@
 //! The master process (DESIGN §1): owns the listeners, forks the workers,
 //! reaps and respawns them, turns signals into state changes and tells
-//! systemd the truth. It never serves a request and never starts Python.
+//! systemd the truth. It never serves a request and never loads Python:
+//! workers are the app's interpreter, started by path ([`interpreter`]).
 //!
 //! One thread, one loop: drain signals → reap → stop, or top up and promote
 //! a ready generation → tell systemd → wait (≤ 1 s) → repeat. Invariants:
@@ -9,7 +10,8 @@
 //! once every one of its workers is ready, so a reload never leaves the
 //! listeners unserved.
 
-pub mod scoreboard;
+mod exec;
+pub mod interpreter;
 mod spawn;
 pub mod upgrade;
 
@@ -20,29 +22,17 @@ use std::time::{Duration, Instant};
 
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::config::Settings;
+use crate::exit;
 use crate::listeners::Sockets;
 use crate::notify;
+use crate::scoreboard::{self, Slot, State as SlotState};
 use crate::signals::SignalPipe;
-use scoreboard::{Slot, State as SlotState};
-
-/// Exit statuses: the contract with systemd's `RestartPreventExitStatus=`.
-pub mod exit {
-    /// Clean stop.
-    pub const OK: i32 = 0;
-    /// Start-up failed for another reason (e.g. an address in use).
-    pub const FAILURE: i32 = 1;
-    /// A worker could not boot (Python would not start).
-    pub const WORKER_BOOT_ERROR: i32 = 3;
-    /// The app could not be imported.
-    pub const APP_LOAD_ERROR: i32 = 4;
-    /// Bad configuration (sysexits.h `EX_CONFIG`).
-    pub const CONFIG: i32 = 78;
-}
+use interpreter::Interpreter;
 
 /// Signals the master acts on.
 pub(crate) const SIGNALS: [Signal; 10] = [
@@ -112,11 +102,15 @@ enum State {
 #[derive(Debug)]
 struct Master {
     settings: Settings,
+    /// The interpreter workers are started as.
+    python: Interpreter,
     sockets: Sockets,
     signals: Option<SignalPipe>,
     /// Workers write a byte here when their state changes, to wake us.
     reports: (OwnedFd, OwnedFd),
     board: &'static [Slot],
+    /// The scoreboard's memfd, passed to every worker.
+    board_fd: OwnedFd,
     workers: HashMap<Pid, Worker>,
     zygotes: HashMap<Pid, Zygote>,
     /// Zygote-forked workers reaped before their zygote's exit told us of them.
@@ -153,28 +147,13 @@ struct Master {
     upgrade_ready: Option<OwnedFd>,
 }
 
-/// Block every signal around fork, so none reaches a child before it has
-/// installed its own handlers (the inherited ones write to the master's pipe).
-pub(crate) fn block_signals() -> SigSet {
-    let mut old = SigSet::empty();
-    let _ = sigprocmask(
-        SigmaskHow::SIG_SETMASK,
-        Some(&SigSet::all()),
-        Some(&mut old),
-    );
-    old
-}
-
-/// Unblock every signal (in a child, after its handlers are in place).
-pub(crate) fn unblock_signals() {
-    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
-}
-
 /// Run the master until it stops; returns the process exit status.
-/// `relaunch` says how this process was started (for USR2);
-/// `upgrade_ready` is the pipe of an old master that started this one.
+/// Workers are started as `python`; `relaunch` says how this process was
+/// started (for USR2); `upgrade_ready` is the pipe of an old master that
+/// started this one.
 pub fn run(
     settings: Settings,
+    python: Interpreter,
     sockets: Sockets,
     relaunch: upgrade::Relaunch,
     upgrade_ready: Option<OwnedFd>,
@@ -195,7 +174,14 @@ pub fn run(
         }
         Ok((signals, reports, board))
     };
-    let (signals, reports, board) = match setup() {
+    let (
+        signals,
+        reports,
+        scoreboard::Scoreboard {
+            fd: board_fd,
+            slots: board,
+        },
+    ) = match setup() {
         Ok(parts) => parts,
         Err(e) => {
             tracing::error!("{e}");
@@ -208,10 +194,12 @@ pub fn run(
         wanted: settings.workers,
         pidfile: settings.pidfile.clone(),
         settings,
+        python,
         sockets,
         signals: Some(signals),
         reports,
         board,
+        board_fd,
         workers: HashMap::new(),
         zygotes: HashMap::new(),
         reaped_early: Vec::new(),
@@ -238,6 +226,16 @@ pub fn run(
     master.run_loop();
     master.cleanup();
     master.exit_code
+}
+
+/// `Using Python: PATH (VERSION; REASON)`, at start and when a reload changes it.
+pub fn log_interpreter(python: &Interpreter) {
+    tracing::info!(
+        "Using Python: {} ({}; {})",
+        python.path.display(),
+        python.version,
+        python.reason
+    );
 }
 
 impl Master {
@@ -381,10 +379,16 @@ impl Master {
                 tracing::warn!("Reload: {name} changed; it takes effect at the next restart");
             }
         }
-        if let Some(venv) = &new.virtualenv {
-            if let Err(e) = crate::wsgi::check_virtualenv(venv) {
-                tracing::error!("Reload: virtualenv: {e}; keeping the current settings");
-                return;
+        if (&new.python, &new.virtualenv) != (&old.python, &old.virtualenv) {
+            match Interpreter::find(&new) {
+                Ok(python) => {
+                    log_interpreter(&python);
+                    self.python = python;
+                }
+                Err(e) => {
+                    tracing::error!("Reload: {e}; keeping the current settings");
+                    return;
+                }
             }
         }
         new.bind = old.bind.clone();
@@ -395,10 +399,6 @@ impl Master {
         new.access_log = old.access_log.clone();
         new.access_log_format = old.access_log_format.clone();
         new.preload = old.preload;
-        if new.virtualenv.is_none() {
-            // Found next to the app at start rather than named: keep it.
-            new.virtualenv = old.virtualenv.clone();
-        }
         for (key, value) in &new.raw_env {
             // SAFETY: the master is single-threaded; workers forked from now
             // on inherit the new environment.
@@ -759,7 +759,7 @@ impl Master {
                 };
                 slots.push(slot);
             }
-            match spawn::fork_child(self, slots.clone()) {
+            match spawn::spawn_child(self, slots.clone()) {
                 Ok(pid) if self.settings.preload => {
                     self.zygotes.insert(pid, Zygote { generation, slots });
                 }
@@ -777,7 +777,7 @@ impl Master {
                     for slot in slots {
                         self.board[slot].set_state(SlotState::Free);
                     }
-                    tracing::error!("cannot fork: {e}");
+                    tracing::error!("cannot start a worker: {e}");
                     return;
                 }
             }

@@ -1,51 +1,63 @@
-//! The only fork(2) in ferrocorn: a worker is the master's child, with the
-//! listeners and its scoreboard slot inherited and nothing else of the
-//! master's left running.
+//! Starting a worker (or, with `--preload`, a zygote): the app's
+//! interpreter, exec'd with the listeners, the scoreboard, the report pipe
+//! and its boot description (DESIGN §1; [`crate::boot`]).
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsRawFd, RawFd};
 
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::Pid;
 
-use super::{Master, block_signals};
-use crate::worker;
+use super::{Master, exec};
+use crate::boot::{self, Boot};
 
-/// Fork a child for the scoreboard `slots`: a worker (one slot), or with
-/// `--preload` a zygote that forks a worker into each. In the child, run
-/// it and exit with its status.
+/// Variables that would let a worker, or the app, speak for the service:
+/// only the master talks to systemd (`NotifyAccess=main`, DESIGN §5).
+const SYSTEMD_ONLY: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"];
+
+/// Start a child for the scoreboard `slots`: a worker (one slot), or with
+/// `--preload` a zygote that forks a worker into each.
 ///
-/// Errors: fork(2) failures (out of processes or memory).
-pub(super) fn fork_child(master: &mut Master, slots: Vec<usize>) -> nix::Result<Pid> {
-    let old_mask = block_signals();
-    let master_pid = nix::unistd::getpid();
-    // SAFETY: the master is single-threaded (module invariant of master/), so
-    // the child starts in a consistent state: no lock is held by a thread
-    // that does not exist in the child. The doubt: a library that started a
-    // helper thread behind our back would break this; none of our
-    // dependencies does in the master (Python is only started in workers).
-    let forked = unsafe { fork() };
-    if let Ok(ForkResult::Child) = forked {
-        // The master's signal pipe and reserved sockets are not ours: close
-        // them before installing our own handlers (signals stay blocked).
-        drop(master.signals.take());
-        master.sockets.reserved.clear();
-        let listeners = std::mem::take(&mut master.sockets.http);
-        let boot = worker::Boot {
-            settings: &master.settings,
-            listeners,
-            master: master_pid,
-            board: master.board,
-            slots,
-            report: master.reports.1.as_fd(),
-        };
-        std::process::exit(worker::run(boot));
-    }
-    let _ = nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&old_mask),
-        None,
-    );
-    forked.map(|f| match f {
-        ForkResult::Parent { child } => child,
-        ForkResult::Child => unreachable!("the child exited above"),
-    })
+/// Errors: memfd_create(2) or fork(2) failures (out of processes or
+/// memory); an interpreter that fails to start shows as the child's exit.
+pub(super) fn spawn_child(master: &Master, slots: Vec<usize>) -> std::io::Result<Pid> {
+    let listeners: Vec<RawFd> = master
+        .sockets
+        .http
+        .iter()
+        .map(|l| l.socket.as_raw_fd())
+        .collect();
+    let access_log = crate::logging::access::file_fd();
+    let mut fds = listeners.clone();
+    fds.extend([master.board_fd.as_raw_fd(), master.reports.1.as_raw_fd()]);
+    fds.extend(access_log);
+    // Where each lands in the child: 3, 4, ... in this order.
+    let at = |i: usize| 3 + i as RawFd;
+    let n = listeners.len();
+    let description = Boot {
+        version: boot::VERSION.to_string(),
+        settings: master.settings.clone(),
+        listeners: (0..n).map(at).collect(),
+        scoreboard: at(n),
+        report: at(n + 1),
+        access_log: access_log.map(|_| at(n + 2)),
+        slots,
+        master: std::process::id() as i32,
+        argv: std::env::args().collect(),
+    };
+    let memfd = description.to_memfd()?;
+    let boot_fd = at(fds.len());
+    fds.push(memfd.as_raw_fd());
+    let python = &master.python;
+    let exe = python.exe();
+    let argv = python.worker_argv(boot_fd);
+    let env = exec::environment_without(&SYSTEMD_ONLY);
+    let pid = exec::spawn(&exec::Program {
+        exe: &exe,
+        argv: &argv,
+        env: &env,
+        pid_vars: &[],
+        fds: &fds,
+        cwd: None,
+        signals: exec::Signals::Blocked,
+    })?;
+    Ok(pid)
 }

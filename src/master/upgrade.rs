@@ -16,9 +16,9 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::fcntl::{FcntlArg, OFlag, fcntl};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::Pid;
 
-use super::{SIGNALS, block_signals};
+use super::exec;
 use crate::listeners::Sockets;
 
 /// The environment variable naming the new master's readiness pipe.
@@ -77,90 +77,47 @@ pub fn start(how: &Relaunch, sockets: &Sockets) -> nix::Result<Upgrade> {
             .iter()
             .map(|(name, fd)| (fd.as_raw_fd(), name.as_str())),
     );
-    let old_mask = block_signals();
-    // SAFETY: the master is single-threaded (see master/spawn.rs), so the
-    // child may allocate and set the environment before it execs.
-    match unsafe { fork() } {
-        Ok(ForkResult::Parent { child }) => {
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&old_mask),
-                None,
-            );
-            drop(ready_w);
-            Ok(Upgrade { pid: child, ready })
-        }
-        Ok(ForkResult::Child) => {
-            // Relative paths on the command line (--chdir, -p, unix:) mean
-            // what they meant at the first start.
-            let err = nix::unistd::chdir(&how.cwd)
-                .err()
-                .unwrap_or_else(|| exec_new_master(&exe, &how.argv, &passed, ready_w.as_raw_fd()));
-            eprintln!("ferrocorn: binary upgrade: cannot exec {exe:?}: {err}");
-            // SAFETY: _exit ends the child without running the parent's
-            // destructors or atexit handlers.
-            unsafe { libc::_exit(127) }
-        }
-        Err(e) => {
-            let _ = nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&old_mask),
-                None,
-            );
-            Err(e)
-        }
-    }
-}
-
-/// In the forked child: put the sockets at 3.., the readiness pipe after
-/// them, describe them in the environment and exec. Returns only on error.
-fn exec_new_master(
-    exe: &CString,
-    argv: &[CString],
-    passed: &[(RawFd, &str)],
-    ready: RawFd,
-) -> nix::Error {
-    let n = passed.len() as RawFd;
-    // Move everything out of the way first (above every target number), so
-    // placing fd i at 3+i never clobbers one still to be placed.
-    let floor = 3 + n + 1 + 16;
-    let mut temps = Vec::with_capacity(passed.len() + 1);
-    for fd in passed.iter().map(|(fd, _)| *fd).chain([ready]) {
-        // SAFETY: the fds are open in this process (inherited across fork).
-        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        match fcntl(borrowed, FcntlArg::F_DUPFD_CLOEXEC(floor)) {
-            Ok(t) => temps.push(t),
-            Err(e) => return e,
-        }
-    }
-    for (i, &t) in temps.iter().enumerate() {
-        // dup2 clears close-on-exec on the target: exactly these survive exec.
-        // SAFETY: `t` is a valid fd we own; the target number is ours to reuse.
-        if unsafe { libc::dup2(t, 3 + i as RawFd) } < 0 {
-            return nix::Error::last();
-        }
-    }
+    let n = passed.len();
+    let fds: Vec<RawFd> = passed
+        .iter()
+        .map(|(fd, _)| *fd)
+        .chain([ready_w.as_raw_fd()])
+        .collect();
     let names: Vec<&str> = passed.iter().map(|(_, name)| *name).collect();
-    let pid = std::process::id().to_string();
-    // SAFETY: the child of a single-threaded process is single-threaded.
-    unsafe {
-        std::env::set_var("LISTEN_FDS", n.to_string());
-        std::env::set_var("LISTEN_PID", &pid);
-        std::env::set_var("LISTEN_FDNAMES", names.join(":"));
-        std::env::set_var(UPGRADE_FD_VAR, (3 + n).to_string());
-        // The watchdog (if any) follows the main PID we are about to become.
-        if std::env::var_os("WATCHDOG_USEC").is_some() {
-            std::env::set_var("WATCHDOG_PID", &pid);
-        }
+    let mut env = exec::environment_without(&[
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "WATCHDOG_PID",
+        UPGRADE_FD_VAR,
+    ]);
+    env.extend(
+        [
+            format!("LISTEN_FDS={n}"),
+            format!("LISTEN_FDNAMES={}", names.join(":")),
+            format!("{UPGRADE_FD_VAR}={}", 3 + n),
+        ]
+        .into_iter()
+        .filter_map(|kv| CString::new(kv).ok()),
+    );
+    // The watchdog (if any) follows the main PID the child is to become.
+    let mut pid_vars = vec!["LISTEN_PID"];
+    if std::env::var_os("WATCHDOG_USEC").is_some() {
+        pid_vars.push("WATCHDOG_PID");
     }
-    // Our handlers write to the old master's pipe: default them before
-    // unblocking, so a signal before exec cannot reach the old master.
-    crate::signals::reset_default(&SIGNALS);
-    super::unblock_signals();
-    match nix::unistd::execv(exe, argv) {
-        Err(e) => e,
-        Ok(never) => match never {},
-    }
+    let pid = exec::spawn(&exec::Program {
+        exe: &exe,
+        argv: &how.argv,
+        env: &env,
+        pid_vars: &pid_vars,
+        fds: &fds,
+        // Relative paths on the command line (--chdir, -p, unix:) mean
+        // what they meant at the first start.
+        cwd: Some(&how.cwd),
+        signals: exec::Signals::Default,
+    })?;
+    drop(ready_w);
+    Ok(Upgrade { pid, ready })
 }
 
 /// In a new master started by [`start`]: the readiness pipe, if any

@@ -10,13 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::logging::access;
-use crate::master::scoreboard::{Slot, ThreadSlot};
-
-use super::Peer;
-use super::stream::Stream;
 use crate::http::{Head, Limits, ParseError, error_response, parse_head};
 use crate::listeners::ListenAddr;
+use crate::logging::access;
+use crate::net::{Peer, Stream};
+use crate::scoreboard::{Slot, ThreadSlot};
 use crate::wsgi::{App, Request};
 
 /// An open client connection.

@@ -1,6 +1,7 @@
-//! A worker process (DESIGN §2): CPython embedded, the app imported once,
-//! one epoll I/O thread and `--threads` app threads (or the app called
-//! inline on the I/O thread when `--threads 1`).
+//! A worker process (DESIGN §2): the app's own interpreter running this
+//! native module, the app imported once, one epoll I/O thread (the
+//! interpreter's main thread) and `--threads` app threads (or the app
+//! called inline on the I/O thread when `--threads 1`).
 //!
 //! The I/O thread owns the listeners and every connection that waits for a
 //! request head; it never runs Python except inline. Invariants: a worker
@@ -12,11 +13,8 @@
 
 mod conn;
 mod pool;
-pub mod stream;
 
-use std::fmt;
-use std::net::SocketAddr;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -25,47 +23,17 @@ use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTime
 use nix::sys::signal::Signal;
 use slab::Slab;
 
+use crate::boot::Boot;
 use crate::config::Settings;
+use crate::exit;
 use crate::http::Head;
 use crate::listeners::Listener;
-use crate::master::exit;
-use crate::master::scoreboard::{Slot, State as SlotState};
+use crate::net::{Peer, Stream};
+use crate::scoreboard::{Slot, State as SlotState};
 use crate::signals::SignalPipe;
 use crate::wsgi::{App, AppError, AppSpec, Forked};
 use conn::{Conn, ServeCtx, serve};
 use pool::{Job, Pool, Returned};
-use stream::Stream;
-
-/// The client end of a connection.
-#[derive(Debug, Clone)]
-pub enum Peer {
-    /// A TCP client.
-    Tcp(SocketAddr),
-    /// A UNIX-socket client (a local proxy such as nginx); it has no address.
-    Unix,
-}
-
-impl Peer {
-    /// Whether forwarded-scheme headers from this peer are believed
-    /// (Gunicorn's `forwarded_allow_ips` default `127.0.0.1,::1`, plus UNIX peers).
-    pub fn is_trusted_proxy(&self) -> bool {
-        match self {
-            Peer::Unix => true,
-            Peer::Tcp(a) => {
-                a.ip() == std::net::Ipv4Addr::LOCALHOST || a.ip() == std::net::Ipv6Addr::LOCALHOST
-            }
-        }
-    }
-}
-
-impl fmt::Display for Peer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Peer::Tcp(a) => write!(f, "{a}"),
-            Peer::Unix => f.write_str("unix peer"),
-        }
-    }
-}
 
 /// Signals a worker acts on; the rest keep their default disposition.
 const SIGNALS: [Signal; 8] = [
@@ -89,47 +57,102 @@ const TOKEN_WAKE: u64 = 1;
 const TOKEN_LISTENER: u64 = 2;
 const TOKEN_CONN: u64 = 1 << 32;
 
-/// What a freshly forked child (a worker, or with `--preload` a zygote)
-/// inherits from the master.
+/// What the master handed this process, taken over from the boot
+/// description's descriptors.
 #[derive(Debug)]
-pub struct Boot<'a> {
-    /// The validated settings.
-    pub settings: &'a Settings,
-    /// The HTTP listeners (this process's copies).
-    pub listeners: Vec<Listener>,
+struct Inherited {
+    settings: Settings,
+    listeners: Vec<Listener>,
     /// The master's pid, to notice being orphaned.
-    pub master: nix::unistd::Pid,
-    /// The scoreboard.
-    pub board: &'static [Slot],
-    /// The slots of the workers to run: one for a worker; the whole
-    /// batch for a zygote, which forks a worker into each.
-    pub slots: Vec<usize>,
+    master: nix::unistd::Pid,
+    board: &'static [Slot],
+    /// The slots of the workers to run: one for a worker; the whole batch
+    /// for a zygote, which forks a worker into each.
+    slots: Vec<usize>,
     /// Write end of the master's report pipe: a byte wakes the master.
-    pub report: BorrowedFd<'a>,
+    report: OwnedFd,
+    /// `sys.argv` for the app.
+    argv: Vec<String>,
 }
 
-/// Run a freshly forked child until it is told to stop; returns the
-/// process exit status (see [`exit`]).
-pub fn run(boot: Boot<'_>) -> i32 {
-    // SAFETY: a freshly forked child is single-threaded until the pool starts.
-    unsafe { crate::notify::forget() };
-    if boot.settings.preload {
-        zygote(boot)
-    } else {
-        worker(boot, None)
+/// The worker process's entry, called from the native module's
+/// `run_worker` with the GIL released: read the boot description at
+/// `boot_fd`, then run as a worker (or, with `--preload`, a zygote) until
+/// told to stop. Returns the process exit status (see [`exit`]).
+pub fn main(boot_fd: RawFd) -> i32 {
+    // SAFETY: the master placed the description at this number for us,
+    // and nothing else in this process uses it.
+    let boot = match unsafe { Boot::read(boot_fd) } {
+        Ok(boot) => boot,
+        Err(e) => {
+            eprintln!("ferrocorn: worker failed to boot: {e}");
+            return exit::WORKER_BOOT_ERROR;
+        }
+    };
+    crate::logging::init(boot.settings.log_level, boot.settings.log_target);
+    crate::logging::enter_worker(std::process::id());
+    match take_over(boot) {
+        Ok(inherited) if inherited.settings.preload => zygote(inherited),
+        Ok(inherited) => worker(inherited, None),
+        Err(e) => {
+            tracing::error!("worker failed to boot: {e}");
+            exit::WORKER_BOOT_ERROR
+        }
     }
+}
+
+/// Adopt the descriptors the boot description names (each made
+/// close-on-exec, so the app's subprocesses inherit none of them).
+fn take_over(boot: Boot) -> Result<Inherited, String> {
+    let own = |fd: RawFd, what: &str| -> Result<OwnedFd, String> {
+        let flags = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+        // SAFETY: only flags are set; the fd is checked open by this call.
+        nix::fcntl::fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, flags)
+            .map_err(|e| format!("{what} (fd {fd}): {e}"))?;
+        // SAFETY: the master placed this fd for us and nothing else in this
+        // process owns it (it was open, checked above).
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    };
+    let listeners = boot
+        .listeners
+        .iter()
+        .map(|&fd| crate::listeners::inherited(fd).map_err(|e| e.to_string()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let board_fd = own(boot.scoreboard, "scoreboard")?;
+    let board = crate::scoreboard::attach(board_fd.as_fd())
+        .map_err(|e| format!("scoreboard (fd {}): {e}", boot.scoreboard))?;
+    let report = own(boot.report, "report pipe")?;
+    if let Some(fd) = boot.access_log {
+        let file = std::fs::File::from(own(fd, "access log")?);
+        crate::logging::access::init_with_file(&boot.settings, file);
+    } else if let Err(e) = crate::logging::access::init(
+        boot.settings.access_log.as_ref(),
+        &boot.settings.access_log_format,
+    ) {
+        return Err(format!("access log: {e}"));
+    }
+    if boot.slots.is_empty() || boot.slots.iter().any(|&s| s >= board.len()) {
+        return Err(format!("bad scoreboard slots {:?}", boot.slots));
+    }
+    Ok(Inherited {
+        settings: boot.settings,
+        listeners,
+        master: nix::unistd::Pid::from_raw(boot.master),
+        board,
+        slots: boot.slots,
+        report,
+        argv: boot.argv,
+    })
 }
 
 /// `--preload`: import the app once, freeze the heap and fork a worker into
 /// each slot; the workers share the app's memory copy-on-write and, once
 /// this process exits, become the master's children (it is their
 /// subreaper). A new zygote per generation lets HUP load new code.
-fn zygote(mut boot: Boot<'_>) -> i32 {
+fn zygote(mut boot: Inherited) -> i32 {
     let pid = std::process::id();
-    crate::logging::enter_worker(pid);
     // No handlers of ours here: TERM or the master's death simply ends us.
-    crate::signals::reset_default(&SIGNALS);
-    crate::master::unblock_signals();
+    crate::signals::unblock_signals();
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
     if nix::unistd::getppid() != boot.master {
         return exit::OK;
@@ -138,44 +161,32 @@ fn zygote(mut boot: Boot<'_>) -> i32 {
         "Preloading the app for {} worker(s) (pid: {pid})",
         boot.slots.len()
     );
-    let app = match load_app(boot.settings) {
+    let app = match load_app(&boot.settings, &boot.argv) {
         Ok(app) => app,
         Err(code) => return code,
     };
     app.freeze();
     for slot in std::mem::take(&mut boot.slots) {
-        let old_mask = crate::master::block_signals();
+        let old_mask = crate::signals::block_signals();
         match app.fork() {
             Ok(Forked::Child) => {
-                let boot = Boot {
-                    listeners: std::mem::take(&mut boot.listeners),
-                    slots: vec![slot],
-                    ..boot
-                };
+                boot.slots = vec![slot];
                 return worker(boot, Some(app));
             }
             Ok(Forked::Parent(child)) => boot.board[slot].set_pid(child),
             Err(e) => tracing::error!("zygote cannot fork a worker: {e}"),
         }
-        let _ = nix::sys::signal::sigprocmask(
-            nix::sys::signal::SigmaskHow::SIG_SETMASK,
-            Some(&old_mask),
-            None,
-        );
+        crate::signals::restore_signal_mask(&old_mask);
     }
     exit::OK
 }
 
 /// Import the app; on failure log why and return the exit status.
-fn load_app(settings: &Settings) -> Result<App, i32> {
+fn load_app(settings: &Settings, argv: &[String]) -> Result<App, i32> {
     let spec = AppSpec {
         uri: settings.app.clone(),
-        venv_python: settings
-            .virtualenv
-            .as_deref()
-            .and_then(|v| crate::wsgi::check_virtualenv(v).ok()),
         pythonpath: settings.pythonpath.clone(),
-        argv: std::env::args().collect(),
+        argv: argv.to_vec(),
         multithread: settings.threads > 1,
         multiprocess: settings.workers > 1,
     };
@@ -192,18 +203,21 @@ fn load_app(settings: &Settings) -> Result<App, i32> {
 }
 
 /// A worker: import the app (unless a zygote did) and serve.
-fn worker(boot: Boot<'_>, preloaded: Option<App>) -> i32 {
-    let Boot {
+fn worker(boot: Inherited, preloaded: Option<App>) -> i32 {
+    let Inherited {
         settings,
         listeners,
         master,
         board,
         slots,
         report,
+        argv,
     } = boot;
     let slot = &board[slots[0]];
     let pid = std::process::id();
-    crate::logging::enter_worker(pid);
+    if preloaded.is_some() {
+        crate::logging::enter_worker(pid);
+    }
     slot.set_pid(pid as i32);
     let signals = match SignalPipe::install(&SIGNALS) {
         Ok(s) => s,
@@ -212,7 +226,7 @@ fn worker(boot: Boot<'_>, preloaded: Option<App>) -> i32 {
             return exit::WORKER_BOOT_ERROR;
         }
     };
-    crate::master::unblock_signals();
+    crate::signals::unblock_signals();
     if preloaded.is_some() {
         // Our parent is the zygote, which exits once the batch is forked;
         // the death signal below must be armed against the master.
@@ -227,18 +241,11 @@ fn worker(boot: Boot<'_>, preloaded: Option<App>) -> i32 {
         return exit::OK;
     }
     tracing::info!("Booting worker with pid: {pid}");
-    let app = match preloaded.map_or_else(|| load_app(settings), Ok) {
+    let app = match preloaded.map_or_else(|| load_app(&settings, &argv), Ok) {
         Ok(app) => app,
         Err(code) => return code,
     };
-    let report = match report.try_clone_to_owned() {
-        Ok(fd) => fd,
-        Err(e) => {
-            tracing::error!("worker failed to boot: report pipe: {e}");
-            return exit::WORKER_BOOT_ERROR;
-        }
-    };
-    match EventLoop::new(settings, listeners, app, signals, slot, report) {
+    match EventLoop::new(&settings, listeners, app, signals, slot, report) {
         Ok(event_loop) => {
             slot.set_state(SlotState::Ready);
             let _ = nix::unistd::write(&event_loop.report, b"r");
@@ -258,7 +265,7 @@ fn jitter(jitter: u64) -> u64 {
     }
     // No cryptographic need: spread restarts. Mix the pid with the clock.
     let seed = u64::from(std::process::id()).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ^ crate::master::scoreboard::now_ms().wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        ^ crate::scoreboard::now_ms().wrapping_mul(0xBF58_476D_1CE4_E5B9);
     (seed ^ (seed >> 31)) % (jitter + 1)
 }
 

@@ -21,7 +21,7 @@ use super::input::Input;
 use super::response::FileWrapper;
 use crate::http::Version;
 use crate::listeners::ListenAddr;
-use crate::worker::Peer;
+use crate::net::Peer;
 
 /// Room for the keys of a typical environ: the base's ten, the request's
 /// ten and a browser's fifteen or so header fields. The base dict is made
@@ -47,10 +47,35 @@ struct ServerName {
     port: Py<PyString>,
 }
 
-unsafe extern "C" {
-    /// CPython's `dict` with a hash table sized for `minused` keys
-    /// (`Include/cpython/dictobject.h`); a new reference or NULL.
-    fn _PyDict_NewPresized(minused: pyo3::ffi::Py_ssize_t) -> *mut pyo3::ffi::PyObject;
+/// CPython's `_PyDict_NewPresized(minused)`: a `dict` with a hash table
+/// sized for `minused` keys; a new reference or NULL.
+type NewPresized = unsafe extern "C" fn(pyo3::ffi::Py_ssize_t) -> *mut pyo3::ffi::PyObject;
+
+/// An empty dict with room for [`ENVIRON_CAPACITY`] keys. The presizing
+/// function is not in the stable ABI the module is built for, but every
+/// CPython from 3.9 to 3.13 exports it (Cython relies on it): it is looked
+/// up in the running interpreter, and a plain `dict` (a few resizes per
+/// request) is the fallback where it is gone.
+fn presized_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    // SAFETY: dlsym with RTLD_DEFAULT only searches the symbols already
+    // loaded (the interpreter's); the name is a NUL-terminated literal.
+    let symbol = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"_PyDict_NewPresized".as_ptr()) };
+    if symbol.is_null() {
+        return Ok(PyDict::new(py));
+    }
+    // SAFETY: the symbol is CPython's function of this signature (stable
+    // since 3.x: `PyObject *_PyDict_NewPresized(Py_ssize_t)`); the doubt is
+    // a future CPython that keeps the name with another signature, which
+    // no release has done. The GIL is held; the result is a new reference
+    // or NULL with an exception set, which from_owned_ptr_or_err turns
+    // into Err.
+    unsafe {
+        let new_presized = std::mem::transmute::<*mut libc::c_void, NewPresized>(symbol);
+        Ok(
+            Bound::from_owned_ptr_or_err(py, new_presized(ENVIRON_CAPACITY))?
+                .cast_into_unchecked::<PyDict>(),
+        )
+    }
 }
 
 impl Base {
@@ -59,12 +84,7 @@ impl Base {
             .unwrap_or_default()
             .trim_end_matches('/')
             .to_string();
-        // SAFETY: the GIL is held; the result is a new reference or NULL
-        // with an exception set, which from_owned_ptr_or_err turns into Err.
-        let d = unsafe {
-            Bound::from_owned_ptr_or_err(py, _PyDict_NewPresized(ENVIRON_CAPACITY))?
-                .cast_into_unchecked::<PyDict>()
-        };
+        let d = presized_dict(py)?;
         d.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
         d.set_item("wsgi.url_scheme", intern!(py, "http"))?;
         d.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
@@ -147,7 +167,8 @@ impl Base {
             let value = latin1(py, field.value);
             match env.get_item(&key)? {
                 Some(prev) => {
-                    let joined = format!("{},{}", prev.extract::<&str>()?, value.to_str()?);
+                    let prev = prev.cast_into::<PyString>()?;
+                    let joined = format!("{},{}", super::str_of(&prev)?, super::str_of(&value)?);
                     env.set_item(key, joined)?;
                 }
                 None => env.set_item(key, value)?,

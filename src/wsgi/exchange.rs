@@ -21,7 +21,7 @@ use crate::http::response::{
     is_valid_field_name, is_valid_field_value, push_field_line, status_code, write_head,
 };
 use crate::http::{Head, Limits, Version};
-use crate::worker::stream::{Stream, with_io_slices};
+use crate::net::{Stream, with_io_slices};
 
 /// Body pieces written with one writev at most (more are split).
 pub(crate) const MAX_PIECES: usize = 8;

@@ -18,7 +18,7 @@ use pyo3::types::{PyBytes, PyList};
 
 use super::exchange::Exchange;
 use crate::http::{BodyDecoder, BodyKind, Decoded, LengthDecoder, Limits, ParseError};
-use crate::worker::stream::Stream;
+use crate::net::Stream;
 
 /// Bytes read from the socket per syscall while a body is streamed.
 const READ_SIZE: usize = 64 * 1024;

@@ -8,22 +8,20 @@
 mod environ;
 mod exchange;
 mod input;
-mod interpreter;
+pub mod module;
 mod response;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyModule};
-
-pub use interpreter::{check_virtualenv, find_virtualenv};
+use pyo3::types::{PyList, PyModule, PyString};
 
 use crate::http::response::internal_error_response;
 use crate::http::{Head, Limits};
 use crate::listeners::ListenAddr;
-use crate::worker::Peer;
-use crate::worker::stream::Stream;
+use crate::net::Peer;
+use crate::net::Stream;
 use exchange::Exchange;
 use input::{BodyFailure, Input};
 use response::Ending;
@@ -32,10 +30,11 @@ use response::Ending;
 /// connection alive; a larger remainder closes the connection instead.
 const DRAIN_LIMIT: usize = 1 << 20;
 
-/// Why the app could not be made ready; `main` maps these to exit codes.
+/// Why the app could not be made ready; the worker maps these to exit codes.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The interpreter itself could not start (worker boot failure, exit 3).
+    /// The interpreter could not be set up for the app (worker boot
+    /// failure, exit 3).
     #[error("{0}")]
     Interpreter(String),
     /// The app module or callable could not be loaded (exit 4).
@@ -48,8 +47,6 @@ pub enum AppError {
 pub struct AppSpec {
     /// `MODULE[:CALLABLE]`, Gunicorn's syntax incl. factory calls.
     pub uri: String,
-    /// `DIR/bin/python` of the virtualenv to run with, if any.
-    pub venv_python: Option<PathBuf>,
     /// Directories to put first on `sys.path`, in order.
     pub pythonpath: Vec<PathBuf>,
     /// `sys.argv`.
@@ -109,21 +106,19 @@ pub struct App {
 }
 
 impl App {
-    /// Start the interpreter and import the app (once per worker, after fork).
+    /// Import the app into this interpreter (once per worker, or once in
+    /// a zygote), with `sys.argv` and the front of `sys.path` set first.
     ///
-    /// Errors: [`AppError::Interpreter`] when Python cannot start,
+    /// Errors: [`AppError::Interpreter`] when `sys` cannot be set up,
     /// [`AppError::Import`] with a one-line message naming the app and the
     /// Python exception; the import's traceback is logged first when it
     /// points into the app's own code.
     pub fn load(spec: &AppSpec) -> Result<App, AppError> {
-        interpreter::init(spec.venv_python.as_deref(), &spec.argv)
-            .map_err(AppError::Interpreter)?;
         Python::attach(|py| {
             let boot = |e: PyErr| AppError::Interpreter(format!("setting up Python: {e}"));
-            let sys_path = py
-                .import("sys")
-                .and_then(|s| s.getattr("path"))
-                .map_err(boot)?;
+            let sys = py.import("sys").map_err(boot)?;
+            sys.setattr("argv", &spec.argv).map_err(boot)?;
+            let sys_path = sys.getattr("path").map_err(boot)?;
             let sys_path = sys_path.cast::<PyList>().map_err(|e| boot(e.into()))?;
             let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
             let front = spec
@@ -325,6 +320,37 @@ impl App {
                 format_exception(py, err).trim_end()
             ),
         }
+    }
+}
+
+unsafe extern "C" {
+    /// `const char *PyUnicode_AsUTF8AndSize(PyObject *, Py_ssize_t *)`: in
+    /// the stable ABI from 3.10 and a public function of 3.9 too, so the
+    /// stable-ABI (3.9) build may call it; pyo3 only declares it for 3.10+.
+    fn PyUnicode_AsUTF8AndSize(
+        s: *mut pyo3::ffi::PyObject,
+        size: *mut pyo3::ffi::Py_ssize_t,
+    ) -> *const std::ffi::c_char;
+}
+
+/// The UTF-8 of a `str`, borrowed from the string object (CPython caches
+/// it there), without the copy that `to_cow` makes under the stable ABI.
+///
+/// Errors: the string holds lone surrogates (`UnicodeEncodeError`).
+pub(crate) fn str_of<'a>(s: &'a Bound<'_, PyString>) -> PyResult<&'a str> {
+    let mut size: pyo3::ffi::Py_ssize_t = 0;
+    // SAFETY: the GIL is held (we have a Bound) and `s` is a str. On
+    // success CPython returns a pointer to `size` bytes of valid UTF-8 that
+    // the string object owns and keeps until it dies, which outlives 'a
+    // because `s` borrows the object for 'a; on failure NULL with an
+    // exception set.
+    unsafe {
+        let data = PyUnicode_AsUTF8AndSize(s.as_ptr(), &mut size);
+        if data.is_null() {
+            return Err(PyErr::fetch(s.py()));
+        }
+        let bytes = std::slice::from_raw_parts(data.cast::<u8>(), size as usize);
+        Ok(std::str::from_utf8_unchecked(bytes))
     }
 }
 

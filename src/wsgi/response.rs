@@ -62,7 +62,7 @@ impl StartResponse {
             .map_err(|_| PyTypeError::new_err("status must be a str, like \"200 OK\""))?;
         // A list of 2-tuples, as PEP 3333 asks; like Gunicorn, any iterable
         // of 2-item sequences is taken.
-        let mut started = Started::new(status.to_str()?, headers.len().unwrap_or(8))
+        let mut started = Started::new(super::str_of(status)?, headers.len().unwrap_or(8))
             .map_err(PyValueError::new_err)?;
         for field in headers.try_iter().map_err(|_| bad_headers())? {
             let field = field?;
@@ -74,7 +74,7 @@ impl StartResponse {
                 return Err(bad_headers());
             };
             started
-                .push_field(name.to_str()?, value.to_str()?)
+                .push_field(super::str_of(name)?, super::str_of(value)?)
                 .map_err(PyValueError::new_err)?;
         }
         w.started = Some(started);

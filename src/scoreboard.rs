@@ -1,28 +1,35 @@
-//! The scoreboard (DESIGN §2): one anonymous `MAP_SHARED` mapping made by
-//! the master before any fork, with a slot per worker that the worker
+//! The scoreboard (DESIGN §2): one `MAP_SHARED` mapping of a memfd that the
+//! master makes before it starts any worker and passes to each (workers are
+//! exec'd interpreters, so they map the same memfd again), with a slot per
+//! worker that the worker
 //! writes and the master reads — heartbeat, state, busy app threads,
 //! requests served — and within it an entry per app thread saying which
 //! request it runs since when, so the master can enforce `--timeout` per
 //! request in every worker mode. No temp files, no `fchmod` heartbeats.
 //!
 //! Invariants: the mapping is never unmapped (it lives as long as the
-//! process and is inherited by every worker), so slots are `&'static`; only
+//! process), so slots are `&'static`; its layout is this file's, compiled
+//! into both the master and the workers' native module of one build (the
+//! boot handshake checks that they are one build); only
 //! atomics live in it, which are sound to share between processes on the
 //! same machine; a slot belongs to one live worker at a time, handed out by
 //! the master and freed when it reaps that worker.
 
 use std::num::NonZeroUsize;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use nix::sys::mman::{MapFlags, ProtFlags, mmap_anonymous};
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use nix::sys::mman::{MapFlags, ProtFlags, mmap};
 
-/// Most workers one master can run (TTIN stops here).
-pub const CAPACITY: usize = 1024;
 /// Most app threads per worker (`--threads`). The mapping is sized for
 /// CAPACITY × MAX_THREADS entries, but only the pages of live workers'
 /// entries are ever touched, so memory follows use.
-pub const MAX_THREADS: usize = 256;
+pub use crate::config::MAX_THREADS;
+
+/// Most workers one master can run (TTIN stops here).
+pub const CAPACITY: usize = 1024;
 /// Bytes of the request line kept per thread for the timeout log line.
 const REQUEST_BYTES: usize = 96;
 
@@ -78,21 +85,55 @@ pub fn now_ms() -> u64 {
     })
 }
 
-/// Map the scoreboard. Call once, in the master, before forking.
+/// The master's scoreboard: the memfd to pass to workers and its mapping.
+#[derive(Debug)]
+pub struct Scoreboard {
+    /// The memfd (close-on-exec); a worker gets a copy at exec.
+    pub fd: OwnedFd,
+    /// The slots.
+    pub slots: &'static [Slot],
+}
+
+/// Bytes of the mapping.
+fn len() -> NonZeroUsize {
+    NonZeroUsize::new(CAPACITY * size_of::<Slot>()).expect("non-zero")
+}
+
+/// Make the scoreboard. Call once, in the master, before starting workers.
 ///
-/// Errors: mmap(2) failed (out of memory).
-pub fn create() -> nix::Result<&'static [Slot]> {
-    let len = NonZeroUsize::new(CAPACITY * size_of::<Slot>()).expect("non-zero");
-    // SAFETY: a fresh anonymous mapping aliases nothing; it is zero-filled,
-    // which is a valid `Slot` (all atomics zero, state Free). It is never
-    // unmapped, so the `'static` slice stays valid for the whole process
-    // and, inherited through fork, in every worker.
+/// Errors: memfd_create(2), ftruncate(2) or mmap(2) failed (out of memory
+/// or of file descriptors).
+pub fn create() -> nix::Result<Scoreboard> {
+    let fd = memfd_create("ferrocorn-scoreboard", MFdFlags::MFD_CLOEXEC)?;
+    nix::unistd::ftruncate(&fd, len().get() as i64)?;
+    let slots = attach(fd.as_fd())?;
+    Ok(Scoreboard { fd, slots })
+}
+
+/// Map the scoreboard of `fd` (made by [`create`], in this process or in
+/// the master that started this worker).
+///
+/// Errors: mmap(2) failed, or `fd` is not a scoreboard-sized file.
+pub fn attach(fd: std::os::fd::BorrowedFd<'_>) -> nix::Result<&'static [Slot]> {
+    let size = nix::sys::stat::fstat(fd)?.st_size;
+    if size != len().get() as i64 {
+        return Err(nix::Error::EINVAL);
+    }
+    // SAFETY: a shared mapping of a memfd only ever accessed through
+    // atomics; a fresh memfd is zero-filled, which is a valid `Slot` (all
+    // atomics zero, state Free), and one written by another process holds
+    // only values its atomics stored. The size was checked to be exactly
+    // CAPACITY slots. It is never unmapped, so the `'static` slice stays
+    // valid for the whole process. The doubt: a worker of another build
+    // would read another layout; the boot handshake refuses that.
     unsafe {
-        let ptr = mmap_anonymous(
+        let ptr = mmap(
             None,
-            len,
+            len(),
             ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
             MapFlags::MAP_SHARED,
+            fd,
+            0,
         )?;
         Ok(std::slice::from_raw_parts(
             ptr.as_ptr().cast::<Slot>(),
@@ -247,7 +288,7 @@ mod tests {
 
     #[test]
     fn slots_are_shared_with_a_forked_child() {
-        let board = create().unwrap();
+        let board = create().unwrap().slots;
         let i = claim(board).unwrap();
         // SAFETY: the child only touches atomics in the shared mapping and
         // exits with _exit, running nothing of the test harness.
@@ -269,8 +310,18 @@ mod tests {
     }
 
     #[test]
-    fn overdue_threads_are_named_with_their_request() {
+    fn a_second_mapping_of_the_memfd_sees_the_same_slots() {
         let board = create().unwrap();
+        let again = attach(board.fd.as_fd()).unwrap();
+        let i = claim(board.slots).unwrap();
+        again[i].set_pid(4242);
+        assert_eq!(board.slots[i].pid(), 4242);
+        assert_eq!(again[i].state(), State::Booting);
+    }
+
+    #[test]
+    fn overdue_threads_are_named_with_their_request() {
+        let board = create().unwrap().slots;
         let slot = &board[claim(board).unwrap()];
         slot.thread(1).start("GET", "/slow?x=1");
         let now = now_ms();
@@ -287,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_busy_worker_is_alive_until_the_timeout() {
-        let board = create().unwrap();
+        let board = create().unwrap().slots;
         let slot = &board[claim(board).unwrap()];
         let stale = Duration::from_secs(1);
         let now = now_ms();

@@ -1,0 +1,387 @@
+//! Which Python runs the workers, and checking that it can (DESIGN §1, §4).
+//!
+//! Workers are the app's own interpreter running ferrocorn's native module,
+//! so a virtualenv is honoured exactly: it *is* the venv's `bin/python`.
+//! The interpreter is, first match wins:
+//!
+//! 1. `--python PATH` (a path, or a name looked up on `PATH`);
+//! 2. `--virtualenv DIR`: `DIR/bin/python`;
+//! 3. the virtualenv the `ferrocorn` executable sits in
+//!    (`/opt/app/venv/bin/ferrocorn` → `/opt/app/venv/bin/python`), as with
+//!    `pip install ferrocorn` into the app's venv;
+//! 4. `VIRTUAL_ENV` (an activated venv);
+//! 5. the venv the app lives in or beside (`--chdir`, `--pythonpath` or
+//!    the working directory, or an ancestor: a venv itself, or one at `.venv/`);
+//! 6. `python3` beside the executable (a wheel installed outside a venv,
+//!    e.g. in `/usr/local/bin`);
+//! 7. `python3` on `PATH`.
+//!
+//! Before any worker starts, [`Interpreter::probe`] runs it once: it must
+//! start, be CPython 3.9 or later with the GIL, and load the native module
+//! of this build; otherwise the start fails with exit status 78 and a
+//! message naming the interpreter's path and what failed.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::Settings;
+
+/// The Python side of a worker's start and of the probe (see its header).
+const PYTHON_SIDE: &str = include_str!("python.py");
+/// The oldest CPython supported (the stable ABI the module is built for).
+const MIN_VERSION: (u32, u32) = (3, 9);
+/// How long the probe may take: an interpreter's start-up plus loading the
+/// module is well under a second; a stuck one must not hang the master.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A checked interpreter for the workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Interpreter {
+    /// The executable to start (absolute unless found on `PATH` by name).
+    pub path: PathBuf,
+    /// Why this one (for the log line): `--python`, `the virtualenv ...`.
+    pub reason: String,
+    /// `major.minor.micro`, from the probe.
+    pub version: String,
+    /// The native module built with this master, if found beside it;
+    /// `None` means the interpreter imports its own `ferrocorn._native`.
+    pub native: Option<PathBuf>,
+}
+
+/// Why no usable interpreter was found; the message names its path.
+#[derive(Debug, thiserror::Error)]
+#[error("Python interpreter {}: {what}", .path.display())]
+pub struct InterpreterError {
+    /// The interpreter tried.
+    pub path: PathBuf,
+    /// What failed, and what to do.
+    pub what: String,
+}
+
+impl Interpreter {
+    /// Choose the interpreter for `settings` (see the module docs) and
+    /// probe it. Call after `--chdir`: relative paths are the app's.
+    ///
+    /// Errors: the chosen interpreter is missing, does not run, is not a
+    /// supported CPython, or cannot load the native module.
+    pub fn find(settings: &Settings) -> Result<Interpreter, InterpreterError> {
+        let (path, reason) = choose(settings)?;
+        let searched = on_path(&path);
+        let path = searched.clone().unwrap_or(path);
+        let native = native_module();
+        let (version, executable) = probe(&path, native.as_deref())?;
+        // Found on PATH, `python3` may be a launcher (pyenv's shims are
+        // shell scripts): start workers as the interpreter it runs.
+        let path = match (searched, executable) {
+            (Some(_), Some(exe)) if exe.is_absolute() && exe.is_file() => exe,
+            _ => path,
+        };
+        Ok(Interpreter {
+            path,
+            reason,
+            version,
+            native,
+        })
+    }
+
+    /// The executable, for execve(2).
+    pub fn exe(&self) -> CString {
+        cstring(self.path.as_os_str())
+    }
+
+    /// `argv` of a worker (or zygote) that reads its boot description from
+    /// descriptor `boot_fd`.
+    pub fn worker_argv(&self, boot_fd: i32) -> Vec<CString> {
+        let mut argv = vec![self.exe()];
+        if std::env::var_os("JOURNAL_STREAM").is_some() {
+            // Under systemd stdout is the journal's stream socket, where a
+            // block-buffered print() would arrive late or at exit.
+            argv.push(c"-u".into());
+        }
+        argv.extend([
+            c"-c".into(),
+            // Without its comment lines, which `ps` would show.
+            cstring(OsStr::new(&script_without_comments())),
+            c"worker".into(),
+            cstring(
+                self.native
+                    .as_deref()
+                    .map_or(OsStr::new(""), Path::as_os_str),
+            ),
+            cstring(OsStr::new(&boot_fd.to_string())),
+        ]);
+        argv
+    }
+}
+
+fn script_without_comments() -> String {
+    let code = PYTHON_SIDE
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty());
+    code.collect::<Vec<_>>().join("\n")
+}
+
+fn cstring(s: &OsStr) -> CString {
+    // Paths and the script never hold NUL (the script is ours; a path with
+    // NUL cannot name a file, and exec then fails with a clear message).
+    CString::new(s.as_bytes()).unwrap_or_default()
+}
+
+fn choose(settings: &Settings) -> Result<(PathBuf, String), InterpreterError> {
+    if let Some(python) = &settings.python {
+        return Ok((python.clone(), "--python".into()));
+    }
+    if let Some(venv) = &settings.virtualenv {
+        let python = venv_python(venv).map_err(|what| InterpreterError {
+            path: venv.join("bin/python"),
+            what,
+        })?;
+        return Ok((python, format!("--virtualenv {}", venv.display())));
+    }
+    let exe = std::env::current_exe().ok();
+    let exe_dir = exe.as_deref().and_then(Path::parent);
+    if let Some(venv) = exe_dir.and_then(Path::parent).filter(|d| is_venv(d)) {
+        if let Ok(python) = venv_python(venv) {
+            return Ok((
+                python,
+                format!("the virtualenv of ferrocorn, {}", venv.display()),
+            ));
+        }
+    }
+    if let Some(venv) = std::env::var_os("VIRTUAL_ENV").filter(|v| !v.is_empty()) {
+        let venv = PathBuf::from(venv);
+        let python = venv_python(&venv).map_err(|what| InterpreterError {
+            path: venv.join("bin/python"),
+            what: format!("{what} (from VIRTUAL_ENV)"),
+        })?;
+        return Ok((python, format!("VIRTUAL_ENV={}", venv.display())));
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let app_dirs = settings
+        .pythonpath
+        .iter()
+        .map(|p| cwd.join(p))
+        .chain([cwd.clone()]);
+    for dir in app_dirs {
+        if let Some(venv) = find_virtualenv(&dir) {
+            if let Ok(python) = venv_python(&venv) {
+                return Ok((python, format!("the app's virtualenv, {}", venv.display())));
+            }
+        }
+    }
+    if let Some(python) = exe_dir.map(|d| d.join("python3")).filter(|p| p.is_file()) {
+        return Ok((python, "beside ferrocorn".into()));
+    }
+    Ok((PathBuf::from("python3"), "python3 on PATH".into()))
+}
+
+fn is_venv(dir: &Path) -> bool {
+    dir.join("pyvenv.cfg").is_file()
+}
+
+/// `DIR/bin/python` of a virtualenv.
+///
+/// Errors: `dir` is not a virtualenv (no `pyvenv.cfg`) or has no `bin/python`.
+fn venv_python(dir: &Path) -> Result<PathBuf, String> {
+    if !is_venv(dir) {
+        return Err(format!(
+            "{} is not a virtualenv (it has no pyvenv.cfg)",
+            dir.display()
+        ));
+    }
+    let python = dir.join("bin").join("python");
+    // A dangling symlink (the venv's base Python was removed) is found by
+    // the probe, which says so.
+    if std::fs::symlink_metadata(&python).is_err() {
+        return Err(format!(
+            "the virtualenv {} has no bin/python",
+            dir.display()
+        ));
+    }
+    Ok(python)
+}
+
+/// The virtualenv an app directory lives in or beside: the nearest of
+/// `dir` and its ancestors that either is a virtualenv (has `pyvenv.cfg`)
+/// or holds one at `.venv/`, the layout of venv, uv and poetry projects.
+pub fn find_virtualenv(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().find_map(|d| {
+        [d.to_path_buf(), d.join(".venv")]
+            .into_iter()
+            .find(|c| is_venv(c))
+    })
+}
+
+/// The native module of this build, where the build or a package put it
+/// beside the master: the cargo build tree (`target/*/libferrocorn.so`
+/// next to `target/*/ferrocorn`), the .deb/.rpm layout
+/// (`/usr/lib/ferrocorn/_native.abi3.so` for `/usr/bin/ferrocorn`), or
+/// the wheel's (`PREFIX/lib/pythonX.Y/site-packages/ferrocorn/` for
+/// `PREFIX/bin/ferrocorn`).
+fn native_module() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    let prefix = dir.parent()?;
+    let fixed = [
+        dir.join("libferrocorn.so"),
+        prefix.join("lib/ferrocorn/_native.abi3.so"),
+    ];
+    if let Some(found) = fixed.into_iter().find(|p| p.is_file()) {
+        return Some(found);
+    }
+    let lib = std::fs::read_dir(prefix.join("lib")).ok()?;
+    lib.filter_map(Result::ok)
+        .filter(|e| e.file_name().as_bytes().starts_with(b"python3"))
+        .map(|e| e.path().join("site-packages/ferrocorn/_native.abi3.so"))
+        .find(|p| p.is_file())
+}
+
+/// Run `python` once with the probe; returns its version and
+/// `sys.executable`.
+fn probe(
+    python: &Path,
+    native: Option<&Path>,
+) -> Result<(String, Option<PathBuf>), InterpreterError> {
+    let fail = |what: String| InterpreterError {
+        path: python.to_path_buf(),
+        what,
+    };
+    let native_arg: OsString = native.map_or_else(OsString::new, |p| p.as_os_str().into());
+    let mut child = Command::new(python)
+        .args([
+            OsStr::new("-c"),
+            OsStr::new(PYTHON_SIDE),
+            OsStr::new("probe"),
+        ])
+        .arg(&native_arg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::NotFound if is_dangling(python) => {
+                    " (a broken virtualenv: the Python it was made from is gone; recreate it)"
+                }
+                std::io::ErrorKind::NotFound => " (give --python PATH or --virtualenv DIR)",
+                _ => "",
+            };
+            fail(format!("cannot run it: {e}{hint}"))
+        })?;
+    let deadline = Instant::now() + PROBE_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(fail(format!(
+                    "it did not answer within {} s",
+                    PROBE_TIMEOUT.as_secs()
+                )));
+            }
+            Err(e) => return Err(fail(format!("cannot wait for it: {e}"))),
+        }
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_string(&mut out);
+    }
+    if let Some(mut s) = child.stderr.take() {
+        let _ = s.read_to_string(&mut err);
+    }
+    let mut lines = out.lines();
+    let version = lines.next().unwrap_or_default().trim().to_string();
+    let numbers: Vec<u32> = version.split('.').filter_map(|n| n.parse().ok()).collect();
+    let [major, minor, ..] = numbers[..] else {
+        let last = err.trim().lines().last().unwrap_or("no output").to_string();
+        return Err(fail(format!("it does not run ({status}): {last}")));
+    };
+    if (major, minor) < MIN_VERSION {
+        return Err(fail(format!(
+            "Python {version} is not supported: ferrocorn needs CPython {}.{} or later",
+            MIN_VERSION.0, MIN_VERSION.1
+        )));
+    }
+    let info: serde_json::Value = lines
+        .next()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .ok_or_else(|| {
+            let last = err.trim().lines().last().unwrap_or("no output").to_string();
+            fail(format!("the probe failed ({status}): {last}"))
+        })?;
+    let field = |k: &str| info.get(k).and_then(|v| v.as_str()).map(str::to_string);
+    if field("implementation").as_deref() != Some("cpython") {
+        let name = field("implementation").unwrap_or_else(|| "unknown".into());
+        return Err(fail(format!(
+            "it is {name} {version}, not CPython: ferrocorn's native module is built for CPython"
+        )));
+    }
+    if info.get("free_threaded").and_then(|v| v.as_bool()) == Some(true) {
+        return Err(fail(format!(
+            "it is a free-threaded CPython ({version}t), which cannot load ferrocorn's \
+             stable-ABI module yet; use the default build of CPython {version}"
+        )));
+    }
+    let where_ = native.map_or_else(
+        || {
+            "ferrocorn._native (not found beside the master, so imported from the interpreter)"
+                .into()
+        },
+        |p| p.display().to_string(),
+    );
+    if let Some(e) = field("module_error") {
+        return Err(fail(format!("cannot load the native module {where_}: {e}")));
+    }
+    match field("module_version") {
+        Some(v) if v == crate::boot::VERSION => {
+            Ok((version, field("executable").map(PathBuf::from)))
+        }
+        Some(v) => Err(fail(format!(
+            "the native module {where_} is ferrocorn {v}, but the master is {}: install one \
+             build of both",
+            crate::boot::VERSION
+        ))),
+        None => Err(fail(format!(
+            "the probe could not load the native module {where_}"
+        ))),
+    }
+}
+
+/// A bare name (`python3.12`) looked up on `PATH`, as a shell would: the
+/// workers are exec'd by path.
+fn on_path(name: &Path) -> Option<PathBuf> {
+    if name.as_os_str().as_bytes().contains(&b'/') {
+        return None;
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+}
+
+fn is_dangling(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok() && !path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_venv_is_found_in_or_beside_the_app_directory() {
+        let root = std::env::temp_dir().join(format!("ferrocorn-venv-{}", std::process::id()));
+        let app = root.join("project/app");
+        std::fs::create_dir_all(&app).unwrap();
+        assert_eq!(find_virtualenv(&app), None);
+        std::fs::create_dir_all(root.join("project/.venv")).unwrap();
+        std::fs::write(root.join("project/.venv/pyvenv.cfg"), "home = /usr/bin\n").unwrap();
+        assert_eq!(find_virtualenv(&app), Some(root.join("project/.venv")));
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}
