@@ -2665,3 +2665,225 @@ fn a_slow_reload_extends_the_start_timeout() {
         notify.messages()
     );
 }
+
+// ---------------------------------------------------------------------------
+// Interpreters: workers run in the app's own Python, the master in none
+// ---------------------------------------------------------------------------
+
+/// `/python` of a server: the interpreter its worker runs in.
+fn python_of(s: &Server) -> serde_json::Value {
+    let r = s.get("/python");
+    expect_status(&r, 200);
+    serde_json::from_str(&r.text()).unwrap_or_else(|e| panic!("{e}: {}", r.summary()))
+}
+
+/// The CPythons of this machine that ferrocorn supports: Debian's and
+/// pyenv's 3.9 and later.
+fn supported_pythons() -> Vec<std::path::PathBuf> {
+    let mut found = vec![std::path::PathBuf::from("/usr/bin/python3.11")];
+    let pyenv = std::env::var("PYENV_ROOT").unwrap_or_else(|_| "/root/.pyenv".into());
+    for minor in 9..=20 {
+        let Ok(entries) = fs::read_dir(Path::new(&pyenv).join("versions")) else {
+            break;
+        };
+        let prefix = format!("3.{minor}.");
+        found.extend(
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path().join("bin/python3"))
+                .filter(|p| p.is_file()),
+        );
+    }
+    found.retain(|p| p.is_file());
+    found
+}
+
+#[test]
+fn the_master_links_no_libpython() {
+    let (status, out, err) = run_with_timeout(Command::new("ldd").arg(BIN), 10 * SEC);
+    assert_eq!(exit_code(status), Some(0), "{err}");
+    assert!(out.contains("libc.so"), "ldd output:\n{out}");
+    assert!(
+        !out.contains("libpython"),
+        "the master links Python:\n{out}"
+    );
+}
+
+#[test]
+fn the_master_process_maps_no_libpython_while_serving() {
+    let s = testapp("nolibpy").start();
+    let maps = fs::read_to_string(format!("/proc/{}/maps", s.pid())).unwrap();
+    assert!(
+        !maps.contains("libpython"),
+        "libpython is mapped in the master"
+    );
+    let worker = s.get("/pid").text().trim().parse::<i32>().unwrap();
+    assert_ne!(worker, s.pid());
+    let cmdline = fs::read(format!("/proc/{worker}/cmdline")).unwrap();
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(argv0).contains("python"),
+        "the worker is not a Python interpreter: {:?}",
+        String::from_utf8_lossy(&cmdline)
+    );
+}
+
+#[test]
+fn every_cpython_on_the_machine_serves_with_the_build_trees_module() {
+    let pythons = supported_pythons();
+    assert!(!pythons.is_empty(), "no CPython 3.9+ found");
+    for python in pythons {
+        let s = testapp("anypython").arg("--python").arg(&python).start();
+        let j = python_of(&s);
+        let (status, want, _) = run_with_timeout(
+            Command::new(&python)
+                .args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"]),
+            10 * SEC,
+        );
+        assert_eq!(exit_code(status), Some(0));
+        assert_eq!(
+            j["version"].as_str(),
+            Some(want.trim()),
+            "{}",
+            python.display()
+        );
+        // The module built with the master: the build tree's, or the
+        // wheel's when the suite runs against a wheel's ferrocorn.
+        let native = j["native"].as_str().unwrap_or_default();
+        assert!(
+            native.ends_with("/libferrocorn.so") || native.ends_with("/ferrocorn/_native.abi3.so"),
+            "{}: native module {native:?}",
+            python.display()
+        );
+        assert!(
+            s.log()
+                .contains(&format!("Using Python: {}", python.display())),
+            "{}",
+            s.log()
+        );
+    }
+}
+
+#[test]
+fn pythons_older_than_3_9_are_refused_with_exit_78() {
+    let pyenv = std::env::var("PYENV_ROOT").unwrap_or_else(|_| "/root/.pyenv".into());
+    let old: Vec<_> = fs::read_dir(Path::new(&pyenv).join("versions"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            ["2.", "3.6.", "3.7.", "3.8."]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().to_string(),
+                e.path().join("bin/python"),
+            )
+        })
+        .filter(|(_, p)| p.is_file())
+        .collect();
+    if old.is_empty() {
+        eprintln!("note: no Python older than 3.9 on this machine; nothing to refuse");
+        return;
+    }
+    for (version, python) in old {
+        let mut s = testapp("oldpython").arg("--python").arg(&python).spawn();
+        let status = s.wait_exit(20 * SEC);
+        let log = s.log();
+        assert_eq!(exit_code(status), Some(78), "{version}: {log}");
+        let line = format!(
+            "Python interpreter {}: Python {version} is not supported",
+            python.display()
+        );
+        assert!(log.contains(&line), "no line {line:?} in:\n{log}");
+    }
+}
+
+#[test]
+fn a_virtualenv_whose_python_is_missing_or_broken_is_exit_78_naming_it() {
+    let dir = TempDir::new("badvenvs");
+    let make = |name: &str| {
+        let venv = dir.join(name);
+        fs::create_dir_all(venv.join("bin")).unwrap();
+        fs::write(venv.join("pyvenv.cfg"), "home = /nonexistent\n").unwrap();
+        venv
+    };
+    // No bin/python at all.
+    let missing = make("missing");
+    // The venv's base Python is gone: bin/python dangles.
+    let dangling = make("dangling");
+    std::os::unix::fs::symlink("/nonexistent/python3.99", dangling.join("bin/python")).unwrap();
+    // bin/python exists but cannot start (a missing shared library).
+    let broken = make("broken");
+    let script = "#!/bin/sh\necho 'error while loading shared libraries: libpython3.99.so.1.0' >&2\nexit 127\n";
+    fs::write(broken.join("bin/python"), script).unwrap();
+    fs::set_permissions(
+        broken.join("bin/python"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let cases = [
+        (&missing, "has no bin/python"),
+        (&dangling, "a broken virtualenv"),
+        (&broken, "libpython3.99.so.1.0"),
+    ];
+    for (venv, what) in cases {
+        let mut s = testapp("badvenv").arg("--virtualenv").arg(venv).spawn();
+        let status = s.wait_exit(20 * SEC);
+        let log = s.log();
+        assert_eq!(exit_code(status), Some(78), "{}: {log}", venv.display());
+        let path = format!("Python interpreter {}", venv.join("bin/python").display());
+        let lines = log_lines_with(&log, &[&path, what]);
+        assert!(
+            !lines.is_empty(),
+            "no line names {path:?} and {what:?}:\n{log}"
+        );
+    }
+}
+
+#[test]
+fn the_interpreter_is_the_named_one_or_the_apps_venv() {
+    let dir = TempDir::new("choose");
+    let make_venv = |name: &str| {
+        let venv = dir.join(name);
+        let (status, _, err) = run_with_timeout(
+            Command::new(python())
+                .args(["-m", "venv", "--without-pip"])
+                .arg(&venv),
+            60 * SEC,
+        );
+        assert_eq!(exit_code(status), Some(0), "python -m venv: {err}");
+        fs::canonicalize(venv).unwrap()
+    };
+    let app_dir = dir.join("app");
+    fs::create_dir_all(&app_dir).unwrap();
+    fs::copy(apps_dir().join("testapp.py"), app_dir.join("testapp.py")).unwrap();
+    let beside = make_venv("app/.venv");
+    let activated = make_venv("activated");
+    let prefix = |s: &Server| fs::canonicalize(python_of(s)["prefix"].as_str().unwrap()).unwrap();
+
+    // The venv beside the app (DIR/.venv).
+    let s = testapp("venvbeside").chdir(Some(app_dir.clone())).start();
+    assert_eq!(prefix(&s), beside, "{}", s.log());
+    assert!(s.log().contains("the app's virtualenv"), "{}", s.log());
+    drop(s);
+    // VIRTUAL_ENV (an activated venv) wins over the app's.
+    let s = testapp("venvactive")
+        .chdir(Some(app_dir.clone()))
+        .env("VIRTUAL_ENV", activated.to_str().unwrap())
+        .start();
+    assert_eq!(prefix(&s), activated, "{}", s.log());
+    drop(s);
+    // --python wins over both.
+    let s = testapp("venvnamed")
+        .chdir(Some(app_dir.clone()))
+        .env("VIRTUAL_ENV", activated.to_str().unwrap())
+        .arg("--python")
+        .arg(beside.join("bin/python"))
+        .start();
+    assert_eq!(prefix(&s), beside, "{}", s.log());
+}

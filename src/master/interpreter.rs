@@ -295,38 +295,47 @@ fn probe(
     if let Some(mut s) = child.stderr.take() {
         let _ = s.read_to_string(&mut err);
     }
+    verdict(&out, &err, &status.to_string(), native).map_err(fail)
+}
+
+/// Judge the probe's output (`out`, `err`, the exit `status` as text):
+/// the version and `sys.executable` of a usable interpreter, or what is
+/// wrong with it.
+fn verdict(
+    out: &str,
+    err: &str,
+    status: &str,
+    native: Option<&Path>,
+) -> Result<(String, Option<PathBuf>), String> {
+    let last_error = || err.trim().lines().last().unwrap_or("no output").to_string();
     let mut lines = out.lines();
     let version = lines.next().unwrap_or_default().trim().to_string();
     let numbers: Vec<u32> = version.split('.').filter_map(|n| n.parse().ok()).collect();
     let [major, minor, ..] = numbers[..] else {
-        let last = err.trim().lines().last().unwrap_or("no output").to_string();
-        return Err(fail(format!("it does not run ({status}): {last}")));
+        return Err(format!("it does not run ({status}): {}", last_error()));
     };
     if (major, minor) < MIN_VERSION {
-        return Err(fail(format!(
+        return Err(format!(
             "Python {version} is not supported: ferrocorn needs CPython {}.{} or later",
             MIN_VERSION.0, MIN_VERSION.1
-        )));
+        ));
     }
     let info: serde_json::Value = lines
         .next()
         .and_then(|l| serde_json::from_str(l).ok())
-        .ok_or_else(|| {
-            let last = err.trim().lines().last().unwrap_or("no output").to_string();
-            fail(format!("the probe failed ({status}): {last}"))
-        })?;
+        .ok_or_else(|| format!("the probe failed ({status}): {}", last_error()))?;
     let field = |k: &str| info.get(k).and_then(|v| v.as_str()).map(str::to_string);
     if field("implementation").as_deref() != Some("cpython") {
         let name = field("implementation").unwrap_or_else(|| "unknown".into());
-        return Err(fail(format!(
+        return Err(format!(
             "it is {name} {version}, not CPython: ferrocorn's native module is built for CPython"
-        )));
+        ));
     }
     if info.get("free_threaded").and_then(|v| v.as_bool()) == Some(true) {
-        return Err(fail(format!(
+        return Err(format!(
             "it is a free-threaded CPython ({version}t), which cannot load ferrocorn's \
-             stable-ABI module yet; use the default build of CPython {version}"
-        )));
+             stable-ABI module; use the default (GIL) build of CPython {version}"
+        ));
     }
     let where_ = native.map_or_else(
         || {
@@ -336,20 +345,20 @@ fn probe(
         |p| p.display().to_string(),
     );
     if let Some(e) = field("module_error") {
-        return Err(fail(format!("cannot load the native module {where_}: {e}")));
+        return Err(format!("cannot load the native module {where_}: {e}"));
     }
     match field("module_version") {
         Some(v) if v == crate::boot::VERSION => {
             Ok((version, field("executable").map(PathBuf::from)))
         }
-        Some(v) => Err(fail(format!(
+        Some(v) => Err(format!(
             "the native module {where_} is ferrocorn {v}, but the master is {}: install one \
              build of both",
             crate::boot::VERSION
-        ))),
-        None => Err(fail(format!(
+        )),
+        None => Err(format!(
             "the probe could not load the native module {where_}"
-        ))),
+        )),
     }
 }
 
@@ -372,6 +381,64 @@ fn is_dangling(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn judge(out: &str) -> Result<(String, Option<PathBuf>), String> {
+        verdict(
+            out,
+            "",
+            "exit status: 0",
+            Some(Path::new("/x/libferrocorn.so")),
+        )
+    }
+
+    #[test]
+    fn a_supported_cpython_with_this_builds_module_passes() {
+        let out = format!(
+            "3.13.0\n{{\"executable\": \"/v/bin/python\", \"implementation\": \"cpython\", \
+             \"free_threaded\": false, \"module\": \"/x\", \"module_version\": \"{}\"}}\n",
+            crate::boot::VERSION
+        );
+        assert_eq!(
+            judge(&out),
+            Ok(("3.13.0".into(), Some(PathBuf::from("/v/bin/python"))))
+        );
+    }
+
+    #[test]
+    fn free_threaded_old_and_foreign_interpreters_are_refused_by_name() {
+        let free = "3.13.1\n{\"implementation\": \"cpython\", \"free_threaded\": true}\n";
+        assert!(
+            judge(free)
+                .unwrap_err()
+                .contains("free-threaded CPython (3.13.1t)")
+        );
+        let old = judge("2.7.18\n").unwrap_err();
+        assert!(old.contains("Python 2.7.18 is not supported"), "{old}");
+        assert!(old.contains("3.9 or later"), "{old}");
+        let pypy = judge("3.10.14\n{\"implementation\": \"pypy\", \"free_threaded\": false}\n");
+        assert!(pypy.unwrap_err().contains("pypy 3.10.14, not CPython"));
+    }
+
+    #[test]
+    fn a_module_of_another_build_or_one_that_fails_to_load_is_named() {
+        let other = "3.11.2\n{\"implementation\": \"cpython\", \"free_threaded\": false, \
+                     \"module_version\": \"0.0.1\"}\n";
+        let e = judge(other).unwrap_err();
+        assert!(e.contains("/x/libferrocorn.so is ferrocorn 0.0.1"), "{e}");
+        let broken = "3.11.2\n{\"implementation\": \"cpython\", \"free_threaded\": false, \
+                      \"module_error\": \"ImportError: undefined symbol: X\"}\n";
+        let e = judge(broken).unwrap_err();
+        assert!(
+            e.contains("cannot load the native module /x/libferrocorn.so: ImportError"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_interpreter_that_does_not_run_shows_its_last_error_line() {
+        let e = verdict("", "Traceback\nSyntaxError: bad\n", "exit status: 1", None).unwrap_err();
+        assert_eq!(e, "it does not run (exit status: 1): SyntaxError: bad");
+    }
 
     #[test]
     fn a_venv_is_found_in_or_beside_the_app_directory() {

@@ -28,6 +28,8 @@ def load(native):
     loader = ExtensionFileLoader("ferrocorn._native", native)
     module = module_from_spec(spec_from_loader("ferrocorn._native", loader))
     loader.exec_module(module)
+    # The one copy of the module in this process, for the app to find.
+    sys.modules["ferrocorn._native"] = module
     return module
 
 

@@ -6,6 +6,8 @@ Every route is deterministic so the Rust side can compute what it expects:
     /                      "ok\\n"
     /environ               the environ as JSON (non-JSON values as their type name)
     /pid                   os.getpid() as text
+    /python                JSON {"version", "executable", "prefix", "native"}: the
+                           interpreter the worker runs in and the native module's file
     /record?tag=T          appends T to $TESTAPP_MARKER_DIR/requests.log, answers "recorded"
     /echo                  the request body back (Content-Length), X-Body-Sha256 header
     /sha256?mode=M&n=N     reads the body through wsgi.input and answers JSON
@@ -42,6 +44,7 @@ import hashlib
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from urllib.parse import parse_qs
@@ -361,6 +364,16 @@ def route_pid(environ, start_response, q):
     return _text(start_response, "%d\n" % os.getpid())
 
 
+def route_python(environ, start_response, q):
+    native = sys.modules.get("ferrocorn._native")
+    return _json(start_response, {
+        "version": "%d.%d.%d" % sys.version_info[:3],
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+        "native": getattr(native, "__file__", None),
+    })
+
+
 _HOARD = []
 
 
@@ -404,6 +417,7 @@ ROUTES = {
     "/": route_root,
     "/environ": route_environ,
     "/pid": route_pid,
+    "/python": route_python,
     "/record": route_record,
     "/echo": route_echo,
     "/sha256": route_sha256,
