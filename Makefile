@@ -6,6 +6,9 @@
 #   make venv         .venv/ (Debian's python3.11 + examples/requirements.txt)
 #   make conformance  Gunicorn's request corpus against a live server
 #   make serve        examples/hello.py on http://127.0.0.1:8000
+#   make wheel        target/wheels/ferrocorn-VERSION-cp39-abi3-manylinux_*.whl
+#   make sdist        target/wheels/ferrocorn-VERSION.tar.gz
+#   make wheel-test   the wheel in a fresh venv of every CPython 3.9+ here
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -13,8 +16,13 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 VENV_PYTHON := /usr/bin/python3.11
+# maturin and auditwheel, for the wheel (PyPI, pinned).
+TOOLS := target/tools-venv
+MATURIN_VERSION ?= 1.16.0
+AUDITWHEEL_VERSION ?= 6.8.2
 
-.PHONY: all build test lint cargo-test venv conformance serve clean-venv lifecycle-bench
+.PHONY: all build test lint cargo-test venv conformance serve clean-venv lifecycle-bench \
+	boot-bench tools wheel sdist wheel-test
 
 all: build
 
@@ -56,6 +64,33 @@ conformance: build
 serve: build
 	target/debug/ferrocorn --chdir examples -b 127.0.0.1:8000 hello:app
 
+tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed: Makefile
+	test -x $(TOOLS)/bin/python || $(VENV_PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet maturin==$(MATURIN_VERSION) auditwheel==$(AUDITWHEEL_VERSION)
+	touch $@
+
+# The master first (maturin builds the module only), then maturin, which
+# tags the wheel with the oldest manylinux its symbols allow and fails if
+# it is not compliant; scripts/wheel-check.sh then holds the master binary
+# to the same tag.
+wheel: tools
+	rm -f target/wheels/ferrocorn-*.whl
+	PATH=$(CURDIR)/$(TOOLS)/bin:$$PATH $(TOOLS)/bin/python packaging/python/ferrocorn_build.py
+	$(TOOLS)/bin/maturin build --release --locked --auditwheel check --out target/wheels
+	scripts/wheel-check.sh target/wheels/ferrocorn-*.whl
+
+sdist: tools
+	rm -f target/wheels/ferrocorn-*.tar.gz
+	$(TOOLS)/bin/maturin sdist --out target/wheels
+
+# Every CPython 3.9+ on the machine (Debian's, pyenv's): a fresh venv, the
+# wheel and Flask from PyPI, then the integration suite and Gunicorn's
+# corpus with that venv's bin/ferrocorn (tests/wheel/run.sh).
+wheel-test: wheel
+	tests/wheel/run.sh target/wheels/ferrocorn-*.whl
+
 # Packages (.deb, .rpm) and the tests under a real systemd live in their own
 # fragments: packaging/packaging.mk (make deb, make rpm) and
 # tests/systemd/systemd.mk (make systemd-test).
@@ -67,3 +102,9 @@ serve: build
 lifecycle-bench:
 	$(CARGO) build --release
 	python3 scripts/lifecycle-bench.py
+
+# A worker's start-up cost (cold start, respawn), hello and Flask; needs
+# `make venv`. BASELINE=path/to/older/ferrocorn measures one beside it.
+boot-bench: venv
+	$(CARGO) build --release
+	python3 scripts/boot-bench.py $(if $(BASELINE),--baseline $(BASELINE))

@@ -1,5 +1,4 @@
-# Packages, included by the top Makefile (which sets SHELL=bash, CARGO and
-# PYO3_PYTHON=/usr/bin/python3.11: the binary must link Debian's libpython).
+# Packages, included by the top Makefile (which sets SHELL=bash and CARGO).
 #
 #   make packaging-tools   cargo-deb and cargo-generate-rpm, if missing (crates.io)
 #   make deb               target/debian/ferrocorn_<version>-1_amd64.deb
@@ -10,9 +9,8 @@
 # Both packages are built from a clean checkout after `make packaging-tools`.
 # What they contain is declared in Cargo.toml ([package.metadata.deb] and
 # [package.metadata.generate-rpm]); the maintainer scripts are in
-# packaging/debian/ and packaging/rpm/.
-
-export PYO3_PYTHON := /usr/bin/python3.11
+# packaging/debian/ and packaging/rpm/. Both ship the master and the native
+# module (`cargo build --release` builds the two).
 
 # The versions the metadata was written and checked against.
 CARGO_DEB_VERSION ?= 3.8.0
@@ -56,6 +54,7 @@ rpm: units-check
 	$(CARGO) build --release
 	install -d target/rpm
 	strip --strip-debug -o target/rpm/ferrocorn target/release/ferrocorn
+	strip --strip-debug -o target/rpm/_native.abi3.so target/release/libferrocorn.so
 	rm -f target/generate-rpm/ferrocorn-*.rpm
 	$(CARGO) generate-rpm --auto-req builtin
 	@ls target/generate-rpm/ferrocorn-*.rpm
