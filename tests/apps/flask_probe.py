@@ -2,10 +2,12 @@
 from the virtualenv ferrocorn was told to use (--virtualenv), not from the
 system site-packages.
 
-    GET /  -> JSON {"flask": <flask.__file__>, "prefix": sys.prefix, ...}
+    GET /     -> JSON {"flask": <flask.__file__>, "prefix": sys.prefix, ...}
+    GET /pid  -> the worker's pid as text (scripts/boot-bench.py)
 """
 
 import importlib.metadata
+import os
 import sys
 
 import flask
@@ -25,3 +27,8 @@ def where():
         python=sys.version.split()[0],
         method=request.method,
     )
+
+
+@app.get("/pid")
+def pid():
+    return str(os.getpid())
