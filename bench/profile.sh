@@ -5,6 +5,7 @@
 #
 #     bench/profile.sh [REQUESTS] [BINARY]      (defaults: 20000, target/release/ferrocorn)
 #     CONNS=8 bench/profile.sh                   (8 connections, a request on each per round)
+#     PYTHON=/path/to/python3 bench/profile.sh   (the workers' interpreter; default Debian's 3.11)
 #
 # Serves examples/hello.py on a UNIX socket under valgrind, sends REQUESTS
 # keep-alive `GET /` requests from one client (on CONNS connections, default
@@ -24,8 +25,14 @@ trap 'pkill -TERM -f "unix:$work/cg.sock" 2>/dev/null || true; [ -n "${KEEP:-}" 
 command -v valgrind >/dev/null || { echo "profile.sh: valgrind is not installed" >&2; exit 1; }
 [ -x "$binary" ] || { echo "profile.sh: no binary at $binary (cargo build --release)" >&2; exit 1; }
 
+# The worker runs in Debian's python3.11, as in bench/run.py (builds from
+# before workers ran in the app's interpreter have no --python: they embed it).
+python=()
+if "$binary" --help | grep -q -- '--python <'; then
+    python=(--python "${PYTHON:-/usr/bin/python3.11}")
+fi
 valgrind --tool=callgrind --trace-children=yes --callgrind-out-file="$work/cg.%p" \
-    "$binary" --chdir "$repo/examples" -b "unix:$work/cg.sock" hello >"$work/server.log" 2>&1 &
+    "$binary" --chdir "$repo/examples" -b "unix:$work/cg.sock" "${python[@]}" hello >"$work/server.log" 2>&1 &
 
 /usr/bin/python3.11 - "$work/cg.sock" "$requests" "${CONNS:-1}" <<'EOF'
 import socket, sys, time
