@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
-# Replays Gunicorn's request-parser corpus (shared/conformance, beside the
-# repository) against a live ferrocorn serving the corpus's probe app on a
+# Replays Gunicorn's request-parser corpus (tests/conformance, the
+# repository's copy) against a live ferrocorn serving the corpus's probe app on a
 # free loopback port: once with the default settings, then once per row of
 # CONFIGS below for the cases that need a non-default setting. Fails if any
 # run fails.
 #
 #   scripts/conformance.sh [gunicorn_corpus.py arguments, e.g. -v or -k chunked]
 #
-# FERROCORN_BIN and FERROCORN_SHARED override the binary and the shared/ folder.
+# FERROCORN_BIN overrides the binary (a wheel's venv/bin/ferrocorn, say).
 set -euo pipefail
 
 repo=$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null ||
     (cd "$(dirname "$0")/.." && pwd))
-shared=${FERROCORN_SHARED:-$repo/../shared}
-conformance=$shared/conformance
+conformance=$repo/tests/conformance
 bin=${FERROCORN_BIN:-$repo/target/debug/ferrocorn}
 
 # ferrocorn flags | the Gunicorn settings they match (--server-config of the

@@ -1,10 +1,10 @@
-//! Gunicorn 27.0.1's request corpus (`shared/conformance/corpus/gunicorn`),
+//! Gunicorn 27.0.1's request corpus (`tests/conformance/corpus/gunicorn`),
 //! replayed against the parser: every case that needs no non-default
 //! setting (`cfg == {}`) must give the expected requests (valid) or be
 //! refused (invalid).
 //!
-//! The corpus sits beside the repository: `/work/shared` next to
-//! the repository checkout, as in CI. `.http` files are decoded exactly as
+//! The corpus is the repository's copy (re-imported from the gunicorn sdist
+//! by `tests/conformance/import-gunicorn-corpus.py`). `.http` files are decoded exactly as
 //! `decode_treq` in `gunicorn_corpus.py` does.
 //!
 //! A valid case passes when its bytes parse into exactly the expected
@@ -29,7 +29,7 @@ use serde_json::Value;
 
 const CORPUS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/conformance/corpus/gunicorn"
+    "/tests/conformance/corpus/gunicorn"
 );
 
 /// Python's `bytes.replace`: non-overlapping, left to right.
