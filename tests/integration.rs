@@ -8,8 +8,8 @@
 
 mod common;
 
-use common::json::Value;
 use common::*;
+use serde_json::Value;
 use std::fs;
 use std::io::Write;
 use std::net::{Ipv6Addr, SocketAddr, TcpListener};
@@ -153,9 +153,9 @@ fn pipelined_requests_stay_in_order_with_app_threads() {
     c.send(&bytes);
     let first = c.read_response();
     expect_status(&first, 200);
-    assert_eq!(first.json().get("slept").num(), 0.3, "{}", first.summary());
+    assert_eq!(first.json().key("slept").num(), 0.3, "{}", first.summary());
     assert_eq!(c.read_response().text(), "second");
-    assert_eq!(c.read_response().json().get("slept").num(), 0.1);
+    assert_eq!(c.read_response().json().key("slept").num(), 0.1);
     assert_eq!(c.read_response().text(), "fourth");
 }
 
@@ -365,8 +365,8 @@ fn chunked_request_body_is_decoded() {
     );
     expect_status(&r, 200);
     let j = r.json();
-    assert_eq!(j.get("len").num() as usize, data.len());
-    assert_eq!(j.get("sha256").str(), python_sha256(&data));
+    assert_eq!(j.key("len").num() as usize, data.len());
+    assert_eq!(j.key("sha256").str(), python_sha256(&data));
     assert_eq!(c.get("/").body, b"ok\n");
 }
 
@@ -414,8 +414,8 @@ fn expect_100_continue_is_answered_when_the_app_reads() {
     c.send(b"hello world");
     let r = c.read_response();
     expect_status(&r, 200);
-    assert_eq!(r.json().get("len").num(), 11.0);
-    assert_eq!(r.json().get("sha256").str(), python_sha256(b"hello world"));
+    assert_eq!(r.json().key("len").num(), 11.0);
+    assert_eq!(r.json().key("sha256").str(), python_sha256(b"hello world"));
 }
 
 #[test]
@@ -436,12 +436,12 @@ fn large_bodies_read_in_bulk_after_100_continue_a_line_or_a_short_send() {
     c.send(&data);
     let r = c.read_response();
     expect_status(&r, 200);
-    assert_eq!(r.json().get("sha256").str(), python_sha256(&data));
+    assert_eq!(r.json().key("sha256").str(), python_sha256(&data));
     // readline() buffers ahead of the line; read() continues from there.
     let r = c.request("POST", "/sha256?mode=line-then-rest", &[], &data);
     expect_status(&r, 200);
-    assert_eq!(r.json().get("len").num() as usize, data.len());
-    assert_eq!(r.json().get("sha256").str(), python_sha256(&data));
+    assert_eq!(r.json().key("len").num() as usize, data.len());
+    assert_eq!(r.json().key("sha256").str(), python_sha256(&data));
     // A client that sends less than its Content-Length and closes: the app
     // gets what arrived (Gunicorn's rule), not an error.
     let mut c = s.client();
@@ -456,8 +456,8 @@ fn large_bodies_read_in_bulk_after_100_continue_a_line_or_a_short_send() {
     c.stream.shutdown_write();
     let r = c.read_response();
     expect_status(&r, 200);
-    assert_eq!(r.json().get("len").num() as usize, sent);
-    assert_eq!(r.json().get("sha256").str(), python_sha256(&data[..sent]));
+    assert_eq!(r.json().key("len").num() as usize, sent);
+    assert_eq!(r.json().key("sha256").str(), python_sha256(&data[..sent]));
     // A declared terabyte is not allocated up front for read(): the app
     // gets the kilobyte that came.
     let mut c = s.client();
@@ -469,7 +469,7 @@ fn large_bodies_read_in_bulk_after_100_continue_a_line_or_a_short_send() {
     c.stream.shutdown_write();
     let r = c.read_response();
     expect_status(&r, 200);
-    assert_eq!(r.json().get("len").num() as usize, 1024);
+    assert_eq!(r.json().key("len").num() as usize, 1024);
 }
 
 #[test]
@@ -493,8 +493,8 @@ fn upload_of_10_mib_arrives_intact() {
     let r = c.request("POST", "/sha256?mode=read&n=65536", &[], &data);
     expect_status(&r, 200);
     let j = r.json();
-    assert_eq!(j.get("len").num() as usize, data.len());
-    assert_eq!(j.get("sha256").str(), want);
+    assert_eq!(j.key("len").num() as usize, data.len());
+    assert_eq!(j.key("sha256").str(), want);
     // Same bytes back through /echo, compared byte for byte.
     let r = c.request(
         "POST",
@@ -535,8 +535,8 @@ fn every_wsgi_input_read_style_sees_the_same_body() {
         let r = c.request("POST", target, &[], body);
         expect_status(&r, 200);
         let j = r.json();
-        assert_eq!(j.get("len").num() as usize, body.len(), "{target}: {j}");
-        assert_eq!(j.get("sha256").str(), want, "{target}");
+        assert_eq!(j.key("len").num() as usize, body.len(), "{target}: {j}");
+        assert_eq!(j.key("sha256").str(), want, "{target}");
     }
 }
 
@@ -907,7 +907,7 @@ fn environ_has_what_gunicorn_sets() {
     );
     expect_status(&r, 200);
     let e = r.json();
-    let s_ = |k: &str| e.get(k).str().to_string();
+    let s_ = |k: &str| e.key(k).str().to_string();
     assert_eq!(s_("REQUEST_METHOD"), "POST");
     assert_eq!(s_("PATH_INFO"), "/environ", "PATH_INFO is percent-decoded");
     assert_eq!(s_("QUERY_STRING"), "a=1&b=%20x");
@@ -933,22 +933,19 @@ fn environ_has_what_gunicorn_sets() {
     );
     assert!(!e.has("HTTP_CONTENT_TYPE") && !e.has("HTTP_CONTENT_LENGTH"));
     assert_eq!(s_("wsgi.url_scheme"), "http");
-    assert_eq!(
-        e.get("wsgi.version"),
-        &Value::Arr(vec![Value::Num(1.0), Value::Num(0.0)])
-    );
-    assert!(e.get("wsgi.input_terminated").bool());
-    assert!(!e.get("wsgi.run_once").bool());
-    assert!(!e.get("wsgi.multithread").bool(), "default --threads 1");
-    assert!(!e.get("wsgi.multiprocess").bool(), "default -w 1");
+    assert_eq!(e.key("wsgi.version"), &serde_json::json!([1, 0]));
+    assert!(e.key("wsgi.input_terminated").bool());
+    assert!(!e.key("wsgi.run_once").bool());
+    assert!(!e.key("wsgi.multithread").bool(), "default --threads 1");
+    assert!(!e.key("wsgi.multiprocess").bool(), "default -w 1");
     for k in ["wsgi.input", "wsgi.errors", "wsgi.file_wrapper"] {
         assert!(e.has(k), "no {k}");
     }
     // PEP 3333: every key without a dot is a native string.
-    if let Value::Obj(members) = &e {
+    if let Value::Object(members) = &e {
         for (k, v) in members {
             if !k.contains('.') {
-                assert!(matches!(v, Value::Str(_)), "{k} is not a str: {v}");
+                assert!(matches!(v, Value::String(_)), "{k} is not a str: {v}");
             }
         }
     }
@@ -961,9 +958,9 @@ fn environ_server_name_comes_from_host_on_a_unix_socket() {
     let e = c
         .request("GET", "/environ", &[("Host", "example.test:8080")], b"")
         .json();
-    assert_eq!(e.get("SERVER_NAME").str(), "example.test");
-    assert_eq!(e.get("SERVER_PORT").str(), "8080");
-    assert_eq!(e.get("HTTP_HOST").str(), "example.test:8080");
+    assert_eq!(e.key("SERVER_NAME").str(), "example.test");
+    assert_eq!(e.key("SERVER_PORT").str(), "8080");
+    assert_eq!(e.key("HTTP_HOST").str(), "example.test:8080");
 }
 
 #[test]
@@ -1002,7 +999,7 @@ fn validator_finds_no_pep3333_violation() {
     expect_status(&r, 200);
     let pieces: Vec<String> = r
         .json()
-        .get("pieces")
+        .key("pieces")
         .arr()
         .iter()
         .map(|v| v.str().to_string())
@@ -1026,7 +1023,7 @@ fn validator_finds_no_pep3333_violation() {
     for mode in ["read", "readline", "readline-sized", "readlines", "iter"] {
         let r = c.request("POST", &format!("/input?mode={mode}"), &[], &data);
         expect_status(&r, 200);
-        assert_eq!(r.json().get("sha256").str(), want, "wsgi.input mode {mode}");
+        assert_eq!(r.json().key("sha256").str(), want, "wsgi.input mode {mode}");
     }
     let r = c.get("/close");
     expect_status(&r, 200);
@@ -1155,7 +1152,7 @@ fn term_lets_the_in_flight_request_finish_and_exits_0() {
     s.signal(libc::SIGTERM);
     let r = inflight.join().expect("in-flight request failed");
     expect_status(&r, 200);
-    assert_eq!(r.json().get("slept").num(), 2.0);
+    assert_eq!(r.json().key("slept").num(), 2.0);
     let status = s.wait_exit(15 * SEC);
     assert_eq!(
         exit_code(status),
@@ -1228,10 +1225,10 @@ fn threads_serve_requests_concurrently() {
     let s = testapp("threads").args(["--threads", "4"]).start();
     let e = s.get("/environ").json();
     assert!(
-        e.get("wsgi.multithread").bool(),
+        e.key("wsgi.multithread").bool(),
         "--threads 4 means multithread"
     );
-    assert!(!e.get("wsgi.multiprocess").bool());
+    assert!(!e.key("wsgi.multiprocess").bool());
     let t0 = Instant::now();
     let handles: Vec<_> = (0..4)
         .map(|_| {
@@ -1254,7 +1251,7 @@ fn threads_serve_requests_concurrently() {
     );
     let mut threads: Vec<i64> = answers
         .iter()
-        .map(|a| a.get("thread").num() as i64)
+        .map(|a| a.key("thread").num() as i64)
         .collect();
     threads.sort();
     threads.dedup();
@@ -1279,8 +1276,8 @@ fn two_workers_are_booted_and_environ_says_multiprocess() {
         );
     }
     let e = s.get("/environ").json();
-    assert!(e.get("wsgi.multiprocess").bool(), "-w 2 means multiprocess");
-    assert!(!e.get("wsgi.multithread").bool());
+    assert!(e.key("wsgi.multiprocess").bool(), "-w 2 means multiprocess");
+    assert!(!e.key("wsgi.multithread").bool());
 }
 
 #[test]
@@ -1433,7 +1430,7 @@ fn binds_ipv4_and_ipv6_on_one_port() {
     let s = testapp("dual").binds(vec![v4.clone(), v6.clone()]).start();
     assert_eq!(Client::connect(&v4).get("/").body, b"ok\n");
     let e = Client::connect(&v6).get("/environ").json();
-    assert_eq!(e.get("REMOTE_ADDR").str(), "::1");
+    assert_eq!(e.key("REMOTE_ADDR").str(), "::1");
     let (status, out, err) = run_with_timeout(
         Command::new("curl").args([
             "-sS",
@@ -1601,7 +1598,7 @@ fn systemd_socket_activation_serves() {
     for key in ["LISTEN_FDS", "LISTEN_PID"] {
         let v = s.get(&format!("/osenv?key={key}")).json();
         assert_eq!(
-            v.get("value"),
+            v.key("value"),
             &Value::Null,
             "{key} leaked into the app's environment"
         );
@@ -1639,7 +1636,7 @@ fn bad_cli_values_exit_78() {
 
 #[test]
 fn version_flag_prints_the_version() {
-    let (status, out, err) = run_with_timeout(Command::new(BIN).arg("--version"), 10 * SEC);
+    let (status, out, err) = run_with_timeout(Command::new(bin()).arg("--version"), 10 * SEC);
     assert_eq!(exit_code(status), Some(0), "{err}");
     let all = format!("{out}{err}");
     assert!(
@@ -1654,7 +1651,9 @@ fn version_flag_prints_the_version() {
 
 #[test]
 fn flask_app_serves_from_virtualenv() {
-    let venv = repo_root().join(".venv");
+    // FERROCORN_TEST_VENV: a wheel's venv (make wheel-test), with Flask.
+    let venv = std::env::var_os("FERROCORN_TEST_VENV")
+        .map_or_else(|| repo_root().join(".venv"), std::path::PathBuf::from);
     if !venv.join("bin").join("python").exists() {
         if std::env::var("FERROCORN_SKIP_VENV_TESTS").as_deref() == Ok("1") {
             eprintln!("note: FERROCORN_SKIP_VENV_TESTS=1; virtualenv test skipped");
@@ -1697,10 +1696,10 @@ fn flask_app_serves_from_virtualenv() {
     let r = c.get("/api/info");
     expect_status(&r, 200);
     let j = r.json();
-    assert_eq!(j.get("method").str(), "GET");
-    assert_eq!(j.get("server").str(), "ferrocorn");
-    assert!(!j.get("multithread").bool());
-    let prefix = fs::canonicalize(j.get("prefix").str()).unwrap();
+    assert_eq!(j.key("method").str(), "GET");
+    assert_eq!(j.key("server").str(), "ferrocorn");
+    assert!(!j.key("multithread").bool());
+    let prefix = fs::canonicalize(j.key("prefix").str()).unwrap();
     assert_eq!(
         prefix,
         fs::canonicalize(&venv).unwrap(),
@@ -1717,7 +1716,7 @@ fn flask_app_serves_from_virtualenv() {
         .arg(&venv)
         .start();
     let j = s.get("/").json();
-    let flask_file = fs::canonicalize(j.get("flask").str()).unwrap();
+    let flask_file = fs::canonicalize(j.key("flask").str()).unwrap();
     assert!(
         flask_file.starts_with(fs::canonicalize(&venv).unwrap()),
         "flask imported from {flask_file:?}"
@@ -1862,7 +1861,7 @@ fn stop_sends_stopping_and_workers_cannot_speak_for_the_service() {
         .start();
     for key in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
         let v = s.get(&format!("/osenv?key={key}")).json();
-        assert_eq!(v.get("value"), &Value::Null, "{key} reached the app");
+        assert_eq!(v.key("value"), &Value::Null, "{key} reached the app");
     }
     let term = Instant::now();
     s.signal(libc::SIGTERM);
@@ -2016,8 +2015,8 @@ fn ferrocorn_cmd_args_come_before_the_command_line() {
         .env("FERROCORN_CMD_ARGS", "-w 2 --threads '3'")
         .start();
     let env = s.get("/environ").json();
-    assert_eq!(env.get("wsgi.multiprocess"), &Value::Bool(true));
-    assert_eq!(env.get("wsgi.multithread"), &Value::Bool(true));
+    assert_eq!(env.key("wsgi.multiprocess"), &Value::Bool(true));
+    assert_eq!(env.key("wsgi.multithread"), &Value::Bool(true));
     drop(s);
     let s = testapp("cmdargs2")
         .env("FERROCORN_CMD_ARGS", "-w 2")
@@ -2025,7 +2024,7 @@ fn ferrocorn_cmd_args_come_before_the_command_line() {
         .start();
     let env = s.get("/environ").json();
     assert_eq!(
-        env.get("wsgi.multiprocess"),
+        env.key("wsgi.multiprocess"),
         &Value::Bool(false),
         "the command line must win"
     );
@@ -2500,17 +2499,17 @@ fn config_file_settings_apply_and_the_command_line_wins() {
     let s = b.arg("-c").arg(&cfg).start();
     let env = s.get("/environ").json();
     assert_eq!(
-        env.get("wsgi.multiprocess"),
+        env.key("wsgi.multiprocess"),
         &Value::Bool(true),
         "workers = 2 not applied"
     );
     assert_eq!(
-        env.get("wsgi.multithread"),
+        env.key("wsgi.multithread"),
         &Value::Bool(true),
         "threads = 3 not applied"
     );
     assert_eq!(
-        s.get("/osenv?key=FROM_FILE").json().get("value").str(),
+        s.get("/osenv?key=FROM_FILE").json().key("value").str(),
         "yes"
     );
     drop(s);
@@ -2520,7 +2519,7 @@ fn config_file_settings_apply_and_the_command_line_wins() {
     let s = b.arg("-c").arg(&cfg).args(["-w", "1"]).start();
     let env = s.get("/environ").json();
     assert_eq!(
-        env.get("wsgi.multiprocess"),
+        env.key("wsgi.multiprocess"),
         &Value::Bool(false),
         "the command line must win"
     );
@@ -2532,7 +2531,7 @@ fn config_file_errors_name_the_setting_and_exit_78() {
     let cfg = dir.join("bad.toml");
     fs::write(&cfg, "wokers = 2\n").unwrap();
     let (status, _, err) = run_with_timeout(
-        Command::new(BIN).args(["-c", cfg.to_str().unwrap(), "testapp:app"]),
+        Command::new(bin()).args(["-c", cfg.to_str().unwrap(), "testapp:app"]),
         10 * SEC,
     );
     assert_eq!(exit_code(status), Some(78), "{err}");
@@ -2543,7 +2542,7 @@ fn config_file_errors_name_the_setting_and_exit_78() {
     // The app may come from the file; without it anywhere, say so.
     fs::write(&cfg, "workers = 1\n").unwrap();
     let (status, _, err) = run_with_timeout(
-        Command::new(BIN).args(["-c", cfg.to_str().unwrap()]),
+        Command::new(bin()).args(["-c", cfg.to_str().unwrap()]),
         10 * SEC,
     );
     assert_eq!(exit_code(status), Some(78), "{err}");
@@ -2562,7 +2561,7 @@ fn hup_rereads_the_config_file() {
         .env("NOTIFY_SOCKET", notify.path.to_str().unwrap())
         .start();
     assert_eq!(
-        s.get("/osenv?key=GREETING").json().get("value").str(),
+        s.get("/osenv?key=GREETING").json().key("value").str(),
         "one"
     );
     // The start's READY=1 may trail the first answer: take it first, or it
@@ -2581,7 +2580,7 @@ fn hup_rereads_the_config_file() {
         "workers = 2 not re-read: {ready}"
     );
     assert_eq!(
-        s.get("/osenv?key=GREETING").json().get("value").str(),
+        s.get("/osenv?key=GREETING").json().key("value").str(),
         "two"
     );
     // A broken file keeps the current settings and still reloads.
@@ -2597,7 +2596,7 @@ fn hup_rereads_the_config_file() {
         s.log()
     );
     assert_eq!(
-        s.get("/osenv?key=GREETING").json().get("value").str(),
+        s.get("/osenv?key=GREETING").json().key("value").str(),
         "two"
     );
 }
@@ -2701,7 +2700,7 @@ fn supported_pythons() -> Vec<std::path::PathBuf> {
 
 #[test]
 fn the_master_links_no_libpython() {
-    let (status, out, err) = run_with_timeout(Command::new("ldd").arg(BIN), 10 * SEC);
+    let (status, out, err) = run_with_timeout(Command::new("ldd").arg(bin()), 10 * SEC);
     assert_eq!(exit_code(status), Some(0), "{err}");
     assert!(out.contains("libc.so"), "ldd output:\n{out}");
     assert!(

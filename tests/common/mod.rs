@@ -9,9 +9,7 @@
 //!   hung server fails a test instead of hanging the run;
 //! - nothing here talks to anything but loopback or UNIX sockets.
 //!
-//! Only std and `libc` (already a dependency of the crate) are used.
-
-pub mod json;
+//! Only std, `libc` and `serde_json` (dependencies of the crate) are used.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -25,8 +23,62 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The binary under test, built by cargo for this test run.
-pub const BIN: &str = env!("CARGO_BIN_EXE_ferrocorn");
+/// The binary under test: the one cargo built for this test run, or
+/// `FERROCORN_TEST_BIN` (a wheel's `venv/bin/ferrocorn`, by
+/// `make wheel-test`, so the whole suite runs with that venv's interpreter).
+pub fn bin() -> PathBuf {
+    std::env::var_os("FERROCORN_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_ferrocorn")))
+}
+
+/// Accessors for the test apps' JSON answers that name what is missing
+/// or of the wrong type when they panic.
+pub trait Json {
+    /// The member `key` of an object; panics (naming the key) otherwise.
+    fn key(&self, key: &str) -> &serde_json::Value;
+    /// Whether the object has the member `key`.
+    fn has(&self, key: &str) -> bool;
+    /// The string; panics otherwise.
+    fn str(&self) -> &str;
+    /// The boolean; panics otherwise.
+    fn bool(&self) -> bool;
+    /// The number as f64; panics otherwise.
+    fn num(&self) -> f64;
+    /// The array's items; panics otherwise.
+    fn arr(&self) -> &[serde_json::Value];
+}
+
+impl Json for serde_json::Value {
+    fn key(&self, key: &str) -> &serde_json::Value {
+        self.get(key)
+            .unwrap_or_else(|| panic!("no key {key:?} in {self}"))
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn str(&self) -> &str {
+        self.as_str()
+            .unwrap_or_else(|| panic!("not a string: {self}"))
+    }
+
+    fn bool(&self) -> bool {
+        self.as_bool()
+            .unwrap_or_else(|| panic!("not a bool: {self}"))
+    }
+
+    fn num(&self) -> f64 {
+        self.as_f64()
+            .unwrap_or_else(|| panic!("not a number: {self}"))
+    }
+
+    fn arr(&self) -> &[serde_json::Value] {
+        self.as_array()
+            .unwrap_or_else(|| panic!("not an array: {self}"))
+    }
+}
 
 /// How long a server may take from spawn to its first answered request.
 /// Generous: two cores, tests in parallel, Python imports.
@@ -324,8 +376,9 @@ impl Response {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    pub fn json(&self) -> json::Value {
-        json::parse(&self.text()).unwrap_or_else(|e| panic!("bad JSON ({e}): {:?}", self.text()))
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text())
+            .unwrap_or_else(|e| panic!("bad JSON ({e}): {:?}", self.text()))
     }
 
     /// A short description for assertion messages.
@@ -822,10 +875,10 @@ impl ServerBuilder {
 
     fn command(&self, binds: &[Addr], stderr: File, stdout: File) -> Command {
         let mut cmd = if self.wrapper.is_empty() {
-            Command::new(BIN)
+            Command::new(bin())
         } else {
             let mut c = Command::new(&self.wrapper[0]);
-            c.args(&self.wrapper[1..]).arg(BIN);
+            c.args(&self.wrapper[1..]).arg(bin());
             c
         };
         for b in binds {
