@@ -1,14 +1,15 @@
 #!/bin/bash
 # ferrocorn under a real systemd (PID 1): the checks that run INSIDE the
-# container booted by ../shared/tools/systemd-harness (copied there as
+# container booted by tests/systemd/harness (copied there as
 # /harness/test-script by tests/systemd/run.sh, which also copies in:
 #   /harness/apps/{demo,slow,broken}/   the test apps (tests/systemd/apps/)
-#   /harness/pkg/ferrocorn_*.deb        the package, when `make deb` exists, or
-#   /harness/manual/                    bin/ferrocorn, units/, dropins/, python/
-#                                       (the release binary and the unit files
-#                                       by hand: the fallback, and trixie).
+#   /harness/pkg/ferrocorn_*.deb        the package
+#   /harness/dropins/                   notify-reload.conf (systemd >= 253)
+#   /harness/wheels/                    ferrocorn's wheel and Flask's, for
+#                                       this suite's python3 (no network here)
+#   /harness/repo/                      examples/, scripts/, tests/{apps,conformance,wheel}
 #
-# usage: inside.sh [--suite bookworm|trixie] [CHECK...]   CHECK is 1..8 (default: all)
+# usage: inside.sh [--suite bookworm|trixie] [CHECK...]   CHECK is 1..9 (default: all)
 #
 # Prints one "PASS: ..." or "FAIL: ..." line per assertion with the evidence
 # (systemctl show lines, journal excerpts) before it, and ends with
@@ -22,7 +23,7 @@ set -u
 SUITE=bookworm
 if [ "${1:-}" = "--suite" ]; then SUITE=$2; shift 2; fi
 CHECKS=("$@")
-[ ${#CHECKS[@]} -gt 0 ] || CHECKS=(1 2 3 4 5 6 7 8)
+[ ${#CHECKS[@]} -gt 0 ] || CHECKS=(1 2 3 4 5 6 7 8 9)
 
 OUT=/harness/out
 TMP=/tmp/ferrocorn-tests
@@ -169,50 +170,25 @@ install_ferrocorn() {
   step "install ($SUITE)"
   run cat /etc/harness-release
   echo "$ systemctl --version | head -1"; systemctl --version | head -1
+  run python3 --version
   local deb
   deb=$(ls /harness/pkg/ferrocorn_*.deb 2>/dev/null | head -1)
-  if [ -n "$deb" ]; then
-    run dpkg-deb -I "$deb"
-    run dpkg-deb -c "$deb"
-    if run dpkg -i "$deb"; then pass "install: dpkg -i $(basename "$deb")"
-    else fail "install: dpkg -i $(basename "$deb") (its dependencies must be in the rootfs: no network)"; return 1; fi
-  else
-    echo "NOTE: no .deb in /harness/pkg: installing the release binary and unit files by hand"
-    local m=/harness/manual
-    [ -x $m/bin/ferrocorn ] || { fail "install: no binary in $m/bin"; return 1; }
-    if [ -d $m/python ] && [ ! -d /usr/lib/python3.11 ]; then
-      # Debian 12's CPython 3.11 runtime, for a suite that ships another Python
-      cp -a $m/python/lib/. /usr/lib/x86_64-linux-gnu/
-      cp -a $m/python/python3.11 /usr/lib/python3.11
-      [ -d $m/python/etc ] && cp -a $m/python/etc /etc/python3.11
-    fi
-    install -m 0755 $m/bin/ferrocorn /usr/bin/ferrocorn
-    mkdir -p /usr/lib/systemd/system /usr/lib/sysusers.d /usr/lib/tmpfiles.d
-    local f
-    for f in $m/units/*; do
-      [ -f "$f" ] || continue
-      case "$f" in
-        *.service|*.socket) install -m 0644 "$f" /usr/lib/systemd/system/ ;;
-        *sysusers*) install -m 0644 "$f" /usr/lib/sysusers.d/ferrocorn.conf ;;
-        *tmpfiles*) install -m 0644 "$f" /usr/lib/tmpfiles.d/ferrocorn.conf ;;
-      esac
-    done
-    for f in $m/dropins/*.conf; do
-      [ -f "$f" ] || continue
-      mkdir -p /etc/systemd/system/ferrocorn@.service.d
-      install -m 0644 "$f" /etc/systemd/system/ferrocorn@.service.d/
-    done
-    [ -f /usr/lib/sysusers.d/ferrocorn.conf ] ||
-      echo 'u ferrocorn - "ferrocorn WSGI server" /nonexistent' > /usr/lib/sysusers.d/ferrocorn.conf
-    run systemd-sysusers /usr/lib/sysusers.d/ferrocorn.conf
-    [ -f /usr/lib/tmpfiles.d/ferrocorn.conf ] && run systemd-tmpfiles --create ferrocorn.conf
-    run find /usr/bin/ferrocorn /usr/lib/systemd/system/ferrocorn* /etc/systemd/system/ferrocorn@.service.d \
-         /usr/lib/sysusers.d/ferrocorn.conf /usr/lib/tmpfiles.d/ferrocorn.conf 2>/dev/null
-    pass "install: binary and unit files by hand"
+  [ -n "$deb" ] || { fail "install: no .deb in /harness/pkg"; return 1; }
+  run dpkg-deb -I "$deb"
+  run dpkg-deb -c "$deb"
+  if run dpkg -i "$deb"; then pass "install: dpkg -i $(basename "$deb")"
+  else fail "install: dpkg -i $(basename "$deb") (its dependencies must be in the rootfs: no network)"; return 1; fi
+  local major
+  major=$(systemctl --version | sed -n '1s/^systemd \([0-9]*\).*/\1/p')
+  if [ "${major:-0}" -ge 253 ] && [ -f /harness/dropins/notify-reload.conf ]; then
+    # Type=notify-reload: `systemctl reload` waits for the new READY=1
+    mkdir -p /etc/systemd/system/ferrocorn@.service.d
+    run install -m 0644 /harness/dropins/notify-reload.conf /etc/systemd/system/ferrocorn@.service.d/
   fi
   run systemctl daemon-reload
   run id ferrocorn || { fail "install: user ferrocorn exists"; return 1; }
   run ldd /usr/bin/ferrocorn
+  check "install: the master links no libpython" sh -c '! ldd /usr/bin/ferrocorn | grep -q libpython'
   if run /usr/bin/ferrocorn --version; then pass "install: /usr/bin/ferrocorn runs"
   else fail "install: /usr/bin/ferrocorn runs"; return 1; fi
   # outside systemd first: does the binary with this Python runtime serve at all?
@@ -228,7 +204,8 @@ install_ferrocorn() {
   wait_for 10 sh -c "! kill -0 $spid 2>/dev/null" || kill -KILL "$spid" 2>/dev/null
   wait "$spid" 2>/dev/null
   sed 's/^/    /' "$TMP/smoke.body" "$TMP/smoke.log" 2>/dev/null | head -20
-  check "install: ferrocorn serves the demo app without systemd (Python runtime works)" [ $ok = 1 ]
+  grep -q "Using Python: /usr/bin/python3" "$TMP/smoke.log" || ok=0
+  check "install: ferrocorn serves the demo app without systemd, in the system's python3" [ $ok = 1 ]
   if run systemctl cat ferrocorn@demo.service ferrocorn@demo.socket; then
     pass "install: ferrocorn@.service and ferrocorn@.socket known to systemd"
   else fail "install: ferrocorn@.service and ferrocorn@.socket known to systemd"; return 1; fi
@@ -703,6 +680,32 @@ check_8() {
   echo "$ curl .../env (the app's os.environ names)"; tr '\n' ' ' < "$TMP/last" | sed 's/^/    /'; echo
   check "8 the app's environment has no NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*" \
     sh -c "[ -s $TMP/last ] && ! grep -Eq '^(NOTIFY_SOCKET|LISTEN_PID|LISTEN_FDS|LISTEN_FDNAMES|WATCHDOG_USEC|WATCHDOG_PID)\$' $TMP/last"
+}
+
+# ------------------------------------------------------------------ 9
+check_9() {
+  step "9. the wheel: pip install into a fresh venv of the system's python3, Flask through venv/bin/ferrocorn"
+  local venv=/opt/p/venv repo=/harness/repo
+  rm -rf /opt/p; mkdir -p /opt/p
+  run python3 -m venv "$venv" || { fail "9 python3 -m venv $venv"; return; }
+  run ls /harness/wheels
+  if run "$venv/bin/pip" install --no-index --find-links /harness/wheels ferrocorn flask; then
+    pass "9 pip install ferrocorn flask (the wheel, offline) into $venv"
+  else fail "9 pip install ferrocorn flask into $venv"; return; fi
+  run ls -l "$venv/bin/ferrocorn"
+  check "9 the wheel put the ferrocorn command into the venv" test -x "$venv/bin/ferrocorn"
+  check "9 venv/bin/ferrocorn links no libpython" sh -c "! ldd $venv/bin/ferrocorn | grep -q libpython"
+  echo "$ $repo/tests/wheel/flask_check.py $venv $repo/examples $repo/tests/apps"
+  python3 "$repo/tests/wheel/flask_check.py" "$venv" "$repo/examples" "$repo/tests/apps" > "$TMP/flask.out" 2>&1
+  sed 's/^/    /' "$TMP/flask.out"
+  check "9 the Flask checks pass through venv/bin/ferrocorn ($(python3 --version))" \
+    sh -c "grep -q '^PASS' $TMP/flask.out && ! grep -q '^FAIL' $TMP/flask.out"
+  echo "$ FERROCORN_BIN=$venv/bin/ferrocorn $repo/scripts/conformance.sh"
+  FERROCORN_BIN=$venv/bin/ferrocorn "$repo/scripts/conformance.sh" > "$TMP/corpus.out" 2>&1
+  local rc=$?
+  grep -E '^(conformance|gunicorn-corpus):|FAIL' "$TMP/corpus.out" | sed 's/^/    /' | head -20
+  check "9 Gunicorn's request corpus passes against venv/bin/ferrocorn" \
+    sh -c "[ $rc = 0 ] && grep -Eq '^conformance: [0-9]+ passed, 0 failed' $TMP/corpus.out"
 }
 
 # ------------------------------------------------------------------ main

@@ -3,18 +3,20 @@
 #
 #   tests/systemd/run.sh [bookworm|trixie]...     (default: both; `make systemd-test`)
 #
-# Builds the package (`make packaging-tools deb`; while that target does not
-# exist, `cargo build --release` and the unit files from systemd/ by hand),
-# then boots throw-away containers with ../shared/tools/systemd-harness:
+# Builds the .deb (`make packaging-tools deb`) and the wheel (`make wheel`),
+# downloads Flask's wheels for each suite's CPython (the containers have no
+# network), then boots throw-away containers with tests/systemd/harness:
 #
-#   bookworm (systemd 252)  the .deb installed with dpkg -i, then the eight
-#                           checks of tests/systemd/inside.sh
-#   trixie   (systemd 257)  the same binary with Debian 12's CPython 3.11
-#                           runtime copied in (trixie ships 3.13), the unit
-#                           files plus the notify-reload.conf drop-in, the user
-#                           from the sysusers.d file; the same eight checks,
-#                           where check 3 also requires `systemctl reload` to
-#                           return only once the new code serves
+#   bookworm (systemd 252, python3 3.11)  the .deb installed with dpkg -i,
+#   trixie   (systemd 257, python3 3.13)  the same .deb, plus the
+#                                         notify-reload.conf drop-in
+#
+# and runs the nine checks of tests/systemd/inside.sh in each: the eight of
+# the units (socket activation, readiness, reload, watchdog, stop, journal,
+# ...; on trixie check 3 also requires `systemctl reload` to return only once
+# the new code serves), and check 9: the wheel in a fresh venv of the
+# distribution's python3, Flask served through venv/bin/ferrocorn, with
+# Gunicorn's request corpus and the Flask checks run against it.
 #
 # Prints the PASS/FAIL lines as they come and ends with "N passed, N failed"
 # over both suites; exits non-zero if anything failed. The full logs (with the
@@ -22,23 +24,21 @@
 # $SYSTEMD_TEST_RESULTS (default target/systemd-test/TIMESTAMP/SUITE/).
 # SYSTEMD_TEST_VERBOSE=1 streams the whole in-container log instead;
 # SYSTEMD_TEST_BOOKWORM_CHECKS / SYSTEMD_TEST_TRIXIE_CHECKS pick checks ("4 5");
-# SYSTEMD_TEST_NO_BUILD=1 skips the build and takes the newest
-# target/debian/ferrocorn_*.deb, else target/release/ferrocorn.
+# SYSTEMD_TEST_NO_BUILD=1 skips the builds and takes the newest
+# target/debian/ferrocorn_*.deb and target/wheels/ferrocorn-*.whl.
 #
-# The containers have no network: everything the tests need is in the rootfs
-# (HARNESS_EXTRA_PACKAGES=libpython3.11 on bookworm for the .deb's dependency)
-# or copied in; all traffic stays on the container's own UNIX sockets.
+# Everything the tests need is in the rootfs (python3-venv is added with
+# HARNESS_EXTRA_PACKAGES) or copied in; all traffic stays on the container's
+# own UNIX sockets and loopback.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 HERE=$ROOT/tests/systemd
-HARNESS=${SYSTEMD_HARNESS:-$ROOT/../shared/tools/systemd-harness/harness.sh}
+HARNESS=${SYSTEMD_HARNESS:-$HERE/harness/harness.sh}
 RESULTS=${SYSTEMD_TEST_RESULTS:-$ROOT/target/systemd-test/$(date +%Y%m%d-%H%M%S)}
-BOOKWORM_CHECKS=${SYSTEMD_TEST_BOOKWORM_CHECKS:-1 2 3 4 5 6 7 8}
-TRIXIE_CHECKS=${SYSTEMD_TEST_TRIXIE_CHECKS:-1 2 3 4 5 6 7 8}
+BOOKWORM_CHECKS=${SYSTEMD_TEST_BOOKWORM_CHECKS:-1 2 3 4 5 6 7 8 9}
+TRIXIE_CHECKS=${SYSTEMD_TEST_TRIXIE_CHECKS:-1 2 3 4 5 6 7 8 9}
 STAGE=$RESULTS/stage
-PY=/usr/bin/python3.11
-export PYO3_PYTHON=$PY     # link Debian's libpython3.11, as the Makefile does
 
 SUITES=("$@")
 [ ${#SUITES[@]} -gt 0 ] || SUITES=(bookworm trixie)
@@ -66,77 +66,38 @@ wait_for_other_builds() {
   done
 }
 
-has_target() { make -C "$ROOT" -n "$1" >/dev/null 2>&1; }
-
-DEB=""
-BIN=""
-UNITS=$STAGE/units       # ferrocorn@.service/.socket, sysusers, tmpfiles, drop-ins
-mkdir -p "$UNITS"
-# stage_from DIR...: copy the unit, socket, drop-in, sysusers.d and tmpfiles.d
-# files found under DIR into $UNITS, under fixed names; the first found wins
-stage_from() {
-  local f name
-  while IFS= read -r f; do
-    case "$f" in
-      */ferrocorn@.service|*/ferrocorn@.socket|*/notify-reload.conf) name=$(basename "$f") ;;
-      *sysusers*) name=ferrocorn.sysusers.conf ;;
-      *tmpfiles*) name=ferrocorn.tmpfiles.conf ;;
-      *) continue ;;
-    esac
-    [ -e "$UNITS/$name" ] || cp "$f" "$UNITS/$name"
-  done < <(find "$@" -type f ! -name '*.mk' ! -name '*.md' 2>/dev/null | sort)
-}
-
 if [ "${SYSTEMD_TEST_NO_BUILD:-0}" = 1 ]; then
-  # iterate on the tests without rebuilding: whatever target/ holds now
-  DEB=$(ls -t "$ROOT"/target/debian/ferrocorn_*.deb 2>/dev/null | head -1)
-  log "SYSTEMD_TEST_NO_BUILD=1: no build; using ${DEB:-target/release/ferrocorn}"
-fi
-if [ "${SYSTEMD_TEST_NO_BUILD:-0}" = 1 ] && [ -z "$DEB" ]; then
-  BIN=$ROOT/target/release/ferrocorn
-elif [ "${SYSTEMD_TEST_NO_BUILD:-0}" = 1 ]; then
-  rm -rf "$STAGE/debroot"
-  dpkg-deb -x "$DEB" "$STAGE/debroot"
-  BIN=$STAGE/debroot/usr/bin/ferrocorn
-  stage_from "$STAGE/debroot"
-elif wait_for_other_builds; has_target deb; then
-  targets=(deb)
-  has_target packaging-tools && targets=(packaging-tools deb)
-  log "building the package: make ${targets[*]}"
-  make -C "$ROOT" --no-print-directory "${targets[@]}" >&2 || die "make ${targets[*]} failed"
-  DEB=$(ls -t "$ROOT"/target/debian/ferrocorn_*.deb 2>/dev/null | head -1)
-  [ -n "$DEB" ] || die "make deb produced no target/debian/ferrocorn_*.deb"
-  log "package: $DEB"
-  # trixie gets the very files the package ships
-  rm -rf "$STAGE/debroot"
-  dpkg-deb -x "$DEB" "$STAGE/debroot"
-  BIN=$STAGE/debroot/usr/bin/ferrocorn
-  stage_from "$STAGE/debroot"
+  log "SYSTEMD_TEST_NO_BUILD=1: no build; using what target/ holds"
 else
-  log "FALLBACK: no 'make deb' target yet (packaging/packaging.mk): cargo build --release," \
-      "then the binary and the unit files from systemd/ are installed by hand (no dpkg -i)"
-  cargo build --release >&2 || die "cargo build --release failed"
-  BIN=$ROOT/target/release/ferrocorn
+  wait_for_other_builds
+  log "building the package and the wheel: make packaging-tools deb wheel"
+  make -C "$ROOT" --no-print-directory packaging-tools deb wheel >&2 || die "make packaging-tools deb wheel failed"
 fi
-[ -x "$BIN" ] || die "no binary at $BIN"
-# what the package does not ship (or all of it, without a package) comes from the tree
-stage_from "$ROOT/systemd" "$ROOT/packaging" "$ROOT/tmpfiles.d" "$ROOT/sysusers.d"
-log "unit files staged: $(ls "$UNITS" | tr '\n' ' ')"
-[ -f "$UNITS/ferrocorn@.service" ] || log "WARNING: no ferrocorn@.service yet (systemd/): the checks will fail at install"
+DEB=$(ls -t "$ROOT"/target/debian/ferrocorn_*.deb 2>/dev/null | head -1)
+WHEEL=$(ls -t "$ROOT"/target/wheels/ferrocorn-*.whl 2>/dev/null | head -1)
+[ -n "$DEB" ] || die "no target/debian/ferrocorn_*.deb (make deb)"
+[ -n "$WHEEL" ] || die "no target/wheels/ferrocorn-*.whl (make wheel)"
+log "package: $DEB; wheel: $WHEEL"
 
-# manual LAYOUT DIR: bin/, units/ (+ dropins/) as inside.sh expects under /harness/manual
-stage_manual() {
-  local d=$1
-  mkdir -p "$d/bin" "$d/units" "$d/dropins"
-  cp "$BIN" "$d/bin/ferrocorn"
-  local f
-  for f in "$UNITS"/*; do
-    [ -f "$f" ] || continue
-    case "$(basename "$f")" in
-      notify-reload.conf) ;;                  # systemd >= 253 only
-      *.conf|*.service|*.socket) cp "$f" "$d/units/" ;;
-    esac
-  done
+# What every suite gets: the package, the drop-in (used where systemd >= 253),
+# the test apps, the wheel checks (examples, the Flask probe, the corpus).
+mkdir -p "$STAGE/pkg" "$STAGE/dropins" "$STAGE/repo/tests"
+cp "$DEB" "$STAGE/pkg/"
+cp "$ROOT/systemd/notify-reload.conf" "$STAGE/dropins/"
+cp -r "$ROOT/examples" "$ROOT/scripts" "$STAGE/repo/"
+cp -r "$ROOT/tests/conformance" "$ROOT/tests/apps" "$ROOT/tests/wheel" "$STAGE/repo/tests/"
+
+# stage_wheels SUITE PYVER: ferrocorn's wheel and Flask's for CPython PYVER
+# (e.g. 3.13), downloaded here for the container, which has no network.
+stage_wheels() {
+  local d=$STAGE/$1/wheels
+  mkdir -p "$d"
+  cp "$WHEEL" "$d/"
+  python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+      --python-version "$2" --implementation cp --platform manylinux2014_x86_64 \
+      --platform manylinux_2_17_x86_64 --platform any -d "$d" \
+      -r "$ROOT/examples/requirements.txt" >&2 || die "pip download of Flask for Python $2 failed"
+  log "$1: wheels for Python $2: $(ls "$d" | tr '\n' ' ')"
 }
 
 # ------------------------------------------------------------------ suites
@@ -173,41 +134,18 @@ run_suite() {
 
 for suite in "${SUITES[@]}"; do
   case "$suite" in
-    bookworm)
-      COPIES=(--copy "$HERE/apps:/harness/apps")
-      if [ -n "$DEB" ]; then
-        mkdir -p "$STAGE/bookworm/pkg"; cp "$DEB" "$STAGE/bookworm/pkg/"
-        COPIES+=(--copy "$STAGE/bookworm/pkg:/harness/pkg")
-      else
-        stage_manual "$STAGE/bookworm/manual"
-        COPIES+=(--copy "$STAGE/bookworm/manual:/harness/manual")
-      fi
-      # shellcheck disable=SC2086
-      HARNESS_SUITE=bookworm HARNESS_EXTRA_PACKAGES=libpython3.11 run_suite bookworm $BOOKWORM_CHECKS
-      ;;
-    trixie)
-      m=$STAGE/trixie/manual
-      rm -rf "$m"
-      stage_manual "$m"
-      [ -f "$UNITS/notify-reload.conf" ] && cp "$UNITS/notify-reload.conf" "$m/dropins/"
-      [ -f "$UNITS/notify-reload.conf" ] || log "WARNING: no notify-reload.conf drop-in staged: trixie runs with Type=notify"
-      # Debian 12's CPython 3.11 runtime: libpython (needs libc, libm, libz,
-      # libexpat; all in trixie's base) and the standard library
-      mkdir -p "$m/python/lib"
-      cp -L /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0 "$m/python/lib/"
-      tar -C /usr/lib --exclude=python3.11/test --exclude=python3.11/idlelib \
-          --exclude=python3.11/tkinter --exclude=python3.11/lib2to3/tests -cf - python3.11 |
-        tar -C "$m/python" -xf -
-      [ -d /etc/python3.11 ] && cp -a /etc/python3.11 "$m/python/etc"
-      log "trixie: libpython3.11 needs: $(ldd /usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0 | awk '{print $1}' | tr '\n' ' ')"
-      COPIES=(--copy "$HERE/apps:/harness/apps" --copy "$m:/harness/manual")
-      # shellcheck disable=SC2086
-      HARNESS_SUITE=trixie HARNESS_EXTRA_PACKAGES= run_suite trixie $TRIXIE_CHECKS
-      ;;
+    bookworm) pyver=3.11; checks=$BOOKWORM_CHECKS ;;
+    trixie) pyver=3.13; checks=$TRIXIE_CHECKS ;;
   esac
+  stage_wheels "$suite" "$pyver"
+  COPIES=(--copy "$HERE/apps:/harness/apps" --copy "$STAGE/pkg:/harness/pkg"
+          --copy "$STAGE/dropins:/harness/dropins" --copy "$STAGE/repo:/harness/repo"
+          --copy "$STAGE/$suite/wheels:/harness/wheels")
+  # shellcheck disable=SC2086
+  HARNESS_SUITE=$suite HARNESS_EXTRA_PACKAGES=python3-venv run_suite "$suite" $checks
 done
 
-# the staged binary, units and Python runtime (~50 MB) are rebuilt every run
+# the staged package, wheels and copies are made again every run
 [ "${SYSTEMD_TEST_KEEP_STAGE:-0}" = 1 ] || rm -rf "$STAGE"
 
 echo
