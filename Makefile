@@ -9,6 +9,7 @@
 #   make wheel        target/wheels/ferrocorn-VERSION-cp39-abi3-manylinux_*.whl
 #   make sdist        target/wheels/ferrocorn-VERSION.tar.gz
 #   make wheel-test   the wheel in a fresh venv of every CPython 3.9+ here
+#   make sdist-test   pip install of the sdist (a source build) in a fresh venv
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -22,7 +23,7 @@ MATURIN_VERSION ?= 1.16.0
 AUDITWHEEL_VERSION ?= 6.8.2
 
 .PHONY: all build test lint cargo-test venv conformance serve clean-venv lifecycle-bench \
-	boot-bench tools wheel sdist wheel-test
+	boot-bench tools wheel sdist wheel-test sdist-test
 
 all: build
 
@@ -90,6 +91,12 @@ sdist: tools
 # corpus with that venv's bin/ferrocorn (tests/wheel/run.sh).
 wheel-test: wheel
 	tests/wheel/run.sh target/wheels/ferrocorn-*.whl
+
+# pip install of the sdist, as a user with a Rust toolchain does it (pip's
+# isolated build fetches maturin from PyPI and builds both products), into
+# a fresh venv of Debian's Python; then the installed command serves hello.
+sdist-test: sdist
+	tests/wheel/sdist-test.sh target/wheels/ferrocorn-*.tar.gz
 
 # Packages (.deb, .rpm) and the tests under a real systemd live in their own
 # fragments: packaging/packaging.mk (make deb, make rpm) and
