@@ -5,7 +5,10 @@
   reload) while a client loop sends requests: failed requests, and the time
   from HUP to READY=1 (the new generation serving);
 - SIGKILL of the only worker, 10 times: time until a request is answered
-  by its replacement.
+  by its replacement;
+- SIGKILL of one of two workers, 10 times, under the same steady loop: the
+  failed requests (at most the one the killed worker was running can fail:
+  the listen queue keeps the rest for the other worker and the replacement).
 
     python3 scripts/lifecycle-bench.py [--bin target/release/ferrocorn] [--workers 2]
 
@@ -143,6 +146,42 @@ def main():
             time.sleep(1.1)  # past the crash-loop backoff window
         print("SIGKILL of the only worker -> replacement answering: median %.0f ms, max %.0f ms (n=%d)"
               % (statistics.median(latencies) * 1e3, max(latencies) * 1e3, len(latencies)))
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+    # Crashes under load: two workers, one SIGKILLed at a time.
+    proc = start(args.bin, 2, sock, notify_path, tmp)
+    try:
+        if not wait_line(notify, "READY=1", time.monotonic() + 30):
+            sys.exit("server never sent READY=1")
+        stats = {"ok": 0, "failed": 0, "errors": []}
+        stop = threading.Event()
+
+        def crash_load():
+            t0 = time.monotonic()
+            while not stop.is_set() and time.monotonic() - t0 < 120:
+                try:
+                    status, _ = get("/", sock)
+                    if status == 200:
+                        stats["ok"] += 1
+                        continue
+                    stats["errors"].append("status %d" % status)
+                except OSError as e:
+                    stats["errors"].append(repr(e))
+                stats["failed"] += 1
+
+        loader = threading.Thread(target=crash_load, daemon=True)
+        loader.start()
+        for _ in range(args.kills):
+            time.sleep(1.2)  # past the crash-loop backoff of the last replacement
+            victim = int(get("/pid", sock)[1])
+            os.kill(victim, signal.SIGKILL)
+        time.sleep(1.2)
+        stop.set()
+        loader.join(10)
+        print("%d SIGKILLs of one of two workers under a steady loop: %d requests, %d failed %s"
+              % (args.kills, stats["ok"] + stats["failed"], stats["failed"], stats["errors"][:3]))
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

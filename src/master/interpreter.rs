@@ -35,8 +35,9 @@ const PYTHON_SIDE: &str = include_str!("python.py");
 /// The oldest CPython supported (the stable ABI the module is built for).
 const MIN_VERSION: (u32, u32) = (3, 9);
 /// How long the probe may take: an interpreter's start-up plus loading the
-/// module is well under a second; a stuck one must not hang the master.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+/// module is well under a second; a stuck one must not hang the master
+/// (which probes again at every reload) past systemd's watchdog.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A checked interpreter for the workers.
 #[derive(Debug, Clone, PartialEq, Eq)]

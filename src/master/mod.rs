@@ -379,16 +379,17 @@ impl Master {
                 tracing::warn!("Reload: {name} changed; it takes effect at the next restart");
             }
         }
-        if (&new.python, &new.virtualenv) != (&old.python, &old.virtualenv) {
-            match Interpreter::find(&new) {
-                Ok(python) => {
-                    log_interpreter(&python);
-                    self.python = python;
-                }
-                Err(e) => {
-                    tracing::error!("Reload: {e}; keeping the current settings");
-                    return;
-                }
+        // Checked again at every reload: the venv may have been rebuilt
+        // with another Python since the start.
+        match Interpreter::find(&new) {
+            Ok(python) if python == self.python => {}
+            Ok(python) => {
+                log_interpreter(&python);
+                self.python = python;
+            }
+            Err(e) => {
+                tracing::error!("Reload: {e}; keeping the current settings");
+                return;
             }
         }
         new.bind = old.bind.clone();
