@@ -2056,8 +2056,16 @@ fn user_flag_drops_root_and_every_capability() {
         eprintln!("note: not root; privilege test skipped");
         return;
     }
+    // Debian's python3, which nobody may run (pyenv's, under /root, not).
     let s = testapp("user")
-        .args(["--user", "nobody", "--group", "nogroup"])
+        .args([
+            "--user",
+            "nobody",
+            "--group",
+            "nogroup",
+            "--python",
+            python(),
+        ])
         .start();
     let worker: i32 = s.get("/pid").text().trim().parse().expect("worker pid");
     for (who, pid) in [("master", s.pid()), ("worker", worker)] {
@@ -2865,17 +2873,38 @@ fn the_interpreter_is_the_named_one_or_the_apps_venv() {
     let activated = make_venv("activated");
     let prefix = |s: &Server| fs::canonicalize(python_of(s)["prefix"].as_str().unwrap()).unwrap();
 
+    // A ferrocorn installed in a venv (a wheel's, under make wheel-test)
+    // runs its own venv's python before VIRTUAL_ENV or the app's venv.
+    let own_venv = bin()
+        .parent()
+        .and_then(Path::parent)
+        .filter(|d| d.join("pyvenv.cfg").is_file())
+        .map(|d| fs::canonicalize(d).unwrap());
     // The venv beside the app (DIR/.venv).
     let s = testapp("venvbeside").chdir(Some(app_dir.clone())).start();
-    assert_eq!(prefix(&s), beside, "{}", s.log());
-    assert!(s.log().contains("the app's virtualenv"), "{}", s.log());
+    assert_eq!(
+        prefix(&s),
+        own_venv.clone().unwrap_or(beside.clone()),
+        "{}",
+        s.log()
+    );
+    let why = match own_venv {
+        Some(_) => "the virtualenv of ferrocorn",
+        None => "the app's virtualenv",
+    };
+    assert!(s.log().contains(why), "{}", s.log());
     drop(s);
     // VIRTUAL_ENV (an activated venv) wins over the app's.
     let s = testapp("venvactive")
         .chdir(Some(app_dir.clone()))
         .env("VIRTUAL_ENV", activated.to_str().unwrap())
         .start();
-    assert_eq!(prefix(&s), activated, "{}", s.log());
+    assert_eq!(
+        prefix(&s),
+        own_venv.unwrap_or(activated.clone()),
+        "{}",
+        s.log()
+    );
     drop(s);
     // --python wins over both.
     let s = testapp("venvnamed")

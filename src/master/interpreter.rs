@@ -269,6 +269,10 @@ fn probe(
                     " (a broken virtualenv: the Python it was made from is gone; recreate it)"
                 }
                 std::io::ErrorKind::NotFound => " (give --python PATH or --virtualenv DIR)",
+                std::io::ErrorKind::PermissionDenied => {
+                    " (the workers run as --user: it must be able to execute the interpreter \
+                     and read the virtualenv and the app)"
+                }
                 _ => "",
             };
             fail(format!("cannot run it: {e}{hint}"))
