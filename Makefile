@@ -6,6 +6,7 @@
 #   make venv         .venv/ (Debian's python3.11 + examples/requirements.txt)
 #   make conformance  Gunicorn's request corpus against a live server
 #   make serve        examples/hello.py on http://127.0.0.1:8000
+#   make native-modules  target/native/_native.SOABI.so for each CPython at hand
 #   make wheel        target/wheels/ferrocorn-VERSION-cp39-abi3-manylinux_*.whl
 #   make sdist        target/wheels/ferrocorn-VERSION.tar.gz
 #   make wheel-test   the wheel in a fresh venv of every CPython 3.9+ here
@@ -23,7 +24,7 @@ MATURIN_VERSION ?= 1.16.0
 AUDITWHEEL_VERSION ?= 6.8.2
 
 .PHONY: all build test lint cargo-test venv conformance serve clean-venv lifecycle-bench \
-	boot-bench tools wheel sdist wheel-test sdist-test
+	boot-bench tools native-modules wheel sdist wheel-test sdist-test
 
 all: build
 
@@ -34,7 +35,11 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
+# `cargo build` first: `cargo test` builds the crate only as the rlib its
+# tests and the master link, not the cdylib (the native module the workers
+# load, target/debug/libferrocorn.so), which would then be of older sources.
 cargo-test: venv
+	$(CARGO) build
 	$(CARGO) test --no-fail-fast
 
 # Runs all three parts even when one fails (a format nit must not hide a
@@ -72,13 +77,18 @@ $(TOOLS)/.installed: Makefile
 	$(TOOLS)/bin/python -m pip install --quiet maturin==$(MATURIN_VERSION) auditwheel==$(AUDITWHEEL_VERSION)
 	touch $@
 
-# The master first (maturin builds the module only), then maturin, which
-# tags the wheel with the oldest manylinux its symbols allow and fails if
-# it is not compliant; scripts/wheel-check.sh then holds the master binary
-# to the same tag.
-wheel: tools
+# A module built for each CPython at hand, faster than the stable-ABI one
+# (see the script); the packages and the wheel carry them.
+native-modules:
+	scripts/build-native-modules.sh
+
+# The master and the version-specific modules first (maturin builds the
+# stable-ABI module only), then maturin, which tags the wheel with the
+# oldest manylinux its symbols allow and fails if it is not compliant;
+# scripts/wheel-check.sh then holds every binary in it to the same tag.
+wheel: tools native-modules
 	rm -f target/wheels/ferrocorn-*.whl
-	PATH=$(CURDIR)/$(TOOLS)/bin:$$PATH $(TOOLS)/bin/python packaging/python/ferrocorn_build.py
+	PATH=$(CURDIR)/$(TOOLS)/bin:$$PATH $(TOOLS)/bin/python packaging/python/ferrocorn_build.py --with-native-modules
 	$(TOOLS)/bin/maturin build --release --locked --auditwheel check --out target/wheels
 	scripts/wheel-check.sh target/wheels/ferrocorn-*.whl
 

@@ -8,9 +8,9 @@
 //! its command line; the native module reads it back ([`Boot::read`]).
 //!
 //! Invariants: the descriptors named here are open in the worker when it
-//! reads this (the master placed them without close-on-exec); `version` is
-//! the master's build, and a worker of another build refuses to run,
-//! because the scoreboard's layout and this format are one build's.
+//! reads this (the master placed them without close-on-exec); `build` is
+//! the master's build ([`BUILD`]), and a worker of another build refuses to
+//! run, because the scoreboard's layout and this format are one build's.
 
 use std::io::{Read, Seek, Write};
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -19,14 +19,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 
-/// This build's version: master and native module must agree on it.
+/// This build's version (for messages).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// This build's identity, a hash of its sources (build.rs): master and
+/// native module must agree on it.
+pub const BUILD: &str = env!("FERROCORN_BUILD_ID");
 
 /// What a worker or zygote needs from the master.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Boot {
-    /// The master's build ([`VERSION`]).
+    /// The master's version ([`VERSION`]), for messages.
     pub version: String,
+    /// The master's build ([`BUILD`]).
+    pub build: String,
     /// The settings of the worker's generation.
     pub settings: Settings,
     /// The HTTP listeners' descriptors, in the master's order.
@@ -63,12 +69,14 @@ pub enum BootError {
     Format(#[from] serde_json::Error),
     /// The master is another build than this native module.
     #[error(
-        "the master is ferrocorn {master} but this native module is {VERSION}: \
-         install one build of both (the same wheel or package)"
+        "the master is ferrocorn {master} (build {build}) but this native module is \
+         {VERSION} (build {BUILD}): install one build of both (the same wheel or package)"
     )]
-    Version {
+    Build {
         /// The master's version.
         master: String,
+        /// The master's build.
+        build: String,
     },
 }
 
@@ -103,15 +111,20 @@ impl Boot {
         let mut text = String::new();
         file.read_to_string(&mut text)
             .map_err(|source| BootError::Read { fd, source })?;
-        // The version first, so that another build's format is named as
+        // The build first, so that another build's format is named as
         // such rather than as a parse error.
         #[derive(Deserialize)]
-        struct Version {
+        struct Identity {
             version: String,
+            #[serde(default)]
+            build: String,
         }
-        let Version { version } = serde_json::from_str(&text)?;
-        if version != VERSION {
-            return Err(BootError::Version { master: version });
+        let Identity { version, build } = serde_json::from_str(&text)?;
+        if build != BUILD {
+            return Err(BootError::Build {
+                master: version,
+                build,
+            });
         }
         Ok(serde_json::from_str(&text)?)
     }

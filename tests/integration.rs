@@ -2756,13 +2756,29 @@ fn every_cpython_on_the_machine_serves_with_the_build_trees_module() {
             python.display()
         );
         // The module built with the master: the build tree's, or the
-        // wheel's when the suite runs against a wheel's ferrocorn.
+        // wheel's when the suite runs against a wheel's ferrocorn; under
+        // make wheel-test (FERROCORN_TEST_NATIVE=specific) the one built
+        // for this interpreter's SOABI, which the wheel carries.
         let native = j["native"].as_str().unwrap_or_default();
-        assert!(
-            native.ends_with("/libferrocorn.so") || native.ends_with("/ferrocorn/_native.abi3.so"),
-            "{}: native module {native:?}",
-            python.display()
-        );
+        if std::env::var("FERROCORN_TEST_NATIVE").as_deref() == Ok("specific") {
+            let (_, soabi, _) = run_with_timeout(
+                Command::new(&python).args([
+                    "-c",
+                    "import sysconfig; print(sysconfig.get_config_var('SOABI'))",
+                ]),
+                10 * SEC,
+            );
+            let want = format!("/_native.{}.so", soabi.trim());
+            assert!(native.ends_with(&want), "{}: {native:?}", python.display());
+        } else {
+            assert!(
+                native.ends_with("/libferrocorn.so")
+                    || native.ends_with("/ferrocorn/_native.abi3.so")
+                    || native.contains("/_native.cpython-"),
+                "{}: native module {native:?}",
+                python.display()
+            );
+        }
         assert!(
             s.log()
                 .contains(&format!("Using Python: {}", python.display())),
@@ -2914,4 +2930,61 @@ fn the_interpreter_is_the_named_one_or_the_apps_venv() {
         .arg(beside.join("bin/python"))
         .start();
     assert_eq!(prefix(&s), beside, "{}", s.log());
+}
+
+#[test]
+fn a_version_specific_module_that_does_not_load_gives_way_to_the_stable_abi_one() {
+    // A copy of the build tree's layout: bin/ferrocorn with the stable-ABI
+    // module beside it, and in native/ a "module built for this Python"
+    // that is no module at all (as a stale or broken one would be).
+    let dir = TempDir::new("nativepick");
+    let bin_dir = dir.join("bin");
+    fs::create_dir_all(&bin_dir).unwrap();
+    fs::create_dir_all(dir.join("native")).unwrap();
+    let real = bin();
+    fs::copy(&real, bin_dir.join("ferrocorn")).unwrap();
+    let abi3 = [
+        real.with_file_name("libferrocorn.so"),
+        real.parent()
+            .unwrap()
+            .join("../lib/ferrocorn/_native.abi3.so"),
+    ];
+    let Some(abi3) = abi3.iter().find(|p| p.is_file()) else {
+        eprintln!(
+            "note: no stable-ABI module beside {}; nothing to copy",
+            real.display()
+        );
+        return;
+    };
+    fs::copy(abi3, bin_dir.join("libferrocorn.so")).unwrap();
+    let (_, soabi, _) = run_with_timeout(
+        Command::new(python()).args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_config_var('SOABI'))",
+        ]),
+        10 * SEC,
+    );
+    let specific = dir
+        .join("native")
+        .join(format!("_native.{}.so", soabi.trim()));
+    fs::write(&specific, b"not an ELF file").unwrap();
+    let s = testapp("nativepick")
+        .binary(bin_dir.join("ferrocorn"))
+        .arg("--python")
+        .arg(python())
+        .start();
+    let j = python_of(&s);
+    assert_eq!(
+        j["native"].as_str(),
+        Some(bin_dir.join("libferrocorn.so").to_str().unwrap()),
+        "{}",
+        s.log()
+    );
+    let warned = log_lines_with(&s.log(), &["not using", specific.to_str().unwrap()]);
+    assert!(
+        !warned.is_empty(),
+        "no warning names {}:\n{}",
+        specific.display(),
+        s.log()
+    );
 }

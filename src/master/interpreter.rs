@@ -48,8 +48,10 @@ pub struct Interpreter {
     pub reason: String,
     /// `major.minor.micro`, from the probe.
     pub version: String,
-    /// The native module built with this master, if found beside it;
-    /// `None` means the interpreter imports its own `ferrocorn._native`.
+    /// The native module built with this master that the probe chose for
+    /// this interpreter (the one built for its SOABI if there is one, else
+    /// the stable-ABI one); `None` means the interpreter imports its own
+    /// `ferrocorn._native`.
     pub native: Option<PathBuf>,
 }
 
@@ -73,19 +75,21 @@ impl Interpreter {
         let (path, reason) = choose(settings)?;
         let searched = on_path(&path);
         let path = searched.clone().unwrap_or(path);
-        let native = native_module();
-        let (version, executable) = probe(&path, native.as_deref())?;
+        let probed = probe(&path, &native_modules())?;
+        for skipped in &probed.skipped {
+            tracing::warn!("Python interpreter {}: not using {skipped}", path.display());
+        }
         // Found on PATH, `python3` may be a launcher (pyenv's shims are
         // shell scripts): start workers as the interpreter it runs.
-        let path = match (searched, executable) {
+        let path = match (searched, probed.executable) {
             (Some(_), Some(exe)) if exe.is_absolute() && exe.is_file() => exe,
             _ => path,
         };
         Ok(Interpreter {
             path,
             reason,
-            version,
-            native,
+            version: probed.version,
+            native: probed.native,
         })
     }
 
@@ -217,41 +221,90 @@ pub fn find_virtualenv(dir: &Path) -> Option<PathBuf> {
     })
 }
 
-/// The native module of this build, where the build or a package put it
-/// beside the master: the cargo build tree (`target/*/libferrocorn.so`
-/// next to `target/*/ferrocorn`), the .deb/.rpm layout
-/// (`/usr/lib/ferrocorn/_native.abi3.so` for `/usr/bin/ferrocorn`), or
-/// the wheel's (`PREFIX/lib/pythonX.Y/site-packages/ferrocorn/` for
-/// `PREFIX/bin/ferrocorn`).
-fn native_module() -> Option<PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let dir = exe.parent()?;
-    let prefix = dir.parent()?;
-    let fixed = [
-        dir.join("libferrocorn.so"),
-        prefix.join("lib/ferrocorn/_native.abi3.so"),
-    ];
-    if let Some(found) = fixed.into_iter().find(|p| p.is_file()) {
-        return Some(found);
-    }
-    let lib = std::fs::read_dir(prefix.join("lib")).ok()?;
-    lib.filter_map(Result::ok)
+/// The native modules of this build, where the build or a package put
+/// them beside the master: the stable-ABI one and any built for one
+/// interpreter (`_native.SOABI.so`, e.g. `_native.cpython-311-x86_64-linux-gnu.so`),
+/// which the probe prefers for the interpreter they were built for. The
+/// first of these places that has the stable-ABI module is taken:
+///
+/// - the cargo build tree: `target/*/libferrocorn.so` next to
+///   `target/*/ferrocorn`, with version-specific ones in `target/native/`
+///   (`make native-modules`);
+/// - the .deb/.rpm layout: `/usr/lib/ferrocorn/` for `/usr/bin/ferrocorn`;
+/// - the wheel's: `PREFIX/lib/pythonX.Y/site-packages/ferrocorn/` for
+///   `PREFIX/bin/ferrocorn`.
+///
+/// Empty when there is none: the interpreter then imports its own.
+fn native_modules() -> Vec<PathBuf> {
+    let Some(exe) = std::env::current_exe().ok() else {
+        return Vec::new();
+    };
+    let Some((dir, prefix)) = exe.parent().and_then(|d| Some((d, d.parent()?))) else {
+        return Vec::new();
+    };
+    let site_packages = std::fs::read_dir(prefix.join("lib"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
         .filter(|e| e.file_name().as_bytes().starts_with(b"python3"))
-        .map(|e| e.path().join("site-packages/ferrocorn/_native.abi3.so"))
-        .find(|p| p.is_file())
+        .map(|e| e.path().join("site-packages/ferrocorn"));
+    // (the stable-ABI module, the directory of version-specific ones)
+    let places = [
+        (dir.join("libferrocorn.so"), prefix.join("native")),
+        (
+            prefix.join("lib/ferrocorn/_native.abi3.so"),
+            prefix.join("lib/ferrocorn"),
+        ),
+    ]
+    .into_iter()
+    .chain(site_packages.map(|d| (d.join("_native.abi3.so"), d)));
+    for (abi3, specific) in places {
+        if !abi3.is_file() {
+            continue;
+        }
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&specific)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().unwrap_or_default().as_bytes();
+                name.starts_with(b"_native.cpython-") && name.ends_with(b".so")
+            })
+            .collect();
+        found.sort();
+        found.push(abi3);
+        return found;
+    }
+    Vec::new()
 }
 
-/// Run `python` once with the probe; returns its version and
-/// `sys.executable`.
-fn probe(
-    python: &Path,
-    native: Option<&Path>,
-) -> Result<(String, Option<PathBuf>), InterpreterError> {
+/// What the probe found out about a usable interpreter.
+#[derive(Debug, PartialEq, Eq)]
+struct Probed {
+    /// `major.minor.micro`.
+    version: String,
+    /// `sys.executable`.
+    executable: Option<PathBuf>,
+    /// The module it chose and loaded; `None`: its own `ferrocorn._native`.
+    native: Option<PathBuf>,
+    /// Modules it tried first and put aside (`path: why`), to be logged.
+    skipped: Vec<String>,
+}
+
+/// Run `python` once with the probe, offering it the `candidates` modules.
+fn probe(python: &Path, candidates: &[PathBuf]) -> Result<Probed, InterpreterError> {
     let fail = |what: String| InterpreterError {
         path: python.to_path_buf(),
         what,
     };
-    let native_arg: OsString = native.map_or_else(OsString::new, |p| p.as_os_str().into());
+    let mut native_arg = OsString::new();
+    for (i, c) in candidates.iter().enumerate() {
+        if i > 0 {
+            native_arg.push("\n");
+        }
+        native_arg.push(c);
+    }
     let mut child = Command::new(python)
         .args([
             OsStr::new("-c"),
@@ -259,6 +312,7 @@ fn probe(
             OsStr::new("probe"),
         ])
         .arg(&native_arg)
+        .arg(crate::boot::BUILD)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -300,18 +354,13 @@ fn probe(
     if let Some(mut s) = child.stderr.take() {
         let _ = s.read_to_string(&mut err);
     }
-    verdict(&out, &err, &status.to_string(), native).map_err(fail)
+    verdict(&out, &err, &status.to_string()).map_err(fail)
 }
 
 /// Judge the probe's output (`out`, `err`, the exit `status` as text):
-/// the version and `sys.executable` of a usable interpreter, or what is
-/// wrong with it.
-fn verdict(
-    out: &str,
-    err: &str,
-    status: &str,
-    native: Option<&Path>,
-) -> Result<(String, Option<PathBuf>), String> {
+/// what the probe found out about a usable interpreter, or what is wrong
+/// with it.
+fn verdict(out: &str, err: &str, status: &str) -> Result<Probed, String> {
     let last_error = || err.trim().lines().last().unwrap_or("no output").to_string();
     let mut lines = out.lines();
     let version = lines.next().unwrap_or_default().trim().to_string();
@@ -342,29 +391,45 @@ fn verdict(
              stable-ABI module; use the default (GIL) build of CPython {version}"
         ));
     }
-    let where_ = native.map_or_else(
-        || {
-            "ferrocorn._native (not found beside the master, so imported from the interpreter)"
-                .into()
-        },
-        |p| p.display().to_string(),
-    );
-    if let Some(e) = field("module_error") {
-        return Err(format!("cannot load the native module {where_}: {e}"));
-    }
-    match field("module_version") {
-        Some(v) if v == crate::boot::VERSION => {
-            Ok((version, field("executable").map(PathBuf::from)))
-        }
-        Some(v) => Err(format!(
-            "the native module {where_} is ferrocorn {v}, but the master is {}: install one \
-             build of both",
-            crate::boot::VERSION
-        )),
-        None => Err(format!(
-            "the probe could not load the native module {where_}"
-        )),
-    }
+    // Each module the probe tried and put aside: [path, why].
+    let tried: Vec<(String, String)> = info
+        .get("tried")
+        .and_then(|t| t.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|pair| {
+            let path = pair.get(0)?.as_str()?;
+            let why = pair.get(1)?.as_str()?;
+            let path = if path.is_empty() {
+                "ferrocorn._native (none beside the master: the interpreter's own)"
+            } else {
+                path
+            };
+            Some((path.to_string(), why.to_string()))
+        })
+        .collect();
+    let Some(native) = field("native") else {
+        let why: Vec<String> = tried.iter().map(|(p, w)| format!("{p}: {w}")).collect();
+        return Err(format!(
+            "no native module of this build (ferrocorn {}, build {}) loads in it: {}",
+            crate::boot::VERSION,
+            crate::boot::BUILD,
+            if why.is_empty() {
+                "none found".to_string()
+            } else {
+                why.join("; ")
+            }
+        ));
+    };
+    Ok(Probed {
+        version,
+        executable: field("executable").map(PathBuf::from),
+        native: (!native.is_empty()).then(|| PathBuf::from(native)),
+        skipped: tried
+            .into_iter()
+            .map(|(p, w)| format!("{p}: {w}"))
+            .collect(),
+    })
 }
 
 /// A bare name (`python3.12`) looked up on `PATH`, as a shell would: the
@@ -387,25 +452,28 @@ fn is_dangling(path: &Path) -> bool {
 mod tests {
     use super::*;
 
-    fn judge(out: &str) -> Result<(String, Option<PathBuf>), String> {
-        verdict(
-            out,
-            "",
-            "exit status: 0",
-            Some(Path::new("/x/libferrocorn.so")),
-        )
+    fn judge(out: &str) -> Result<Probed, String> {
+        verdict(out, "", "exit status: 0")
     }
 
     #[test]
     fn a_supported_cpython_with_this_builds_module_passes() {
-        let out = format!(
-            "3.13.0\n{{\"executable\": \"/v/bin/python\", \"implementation\": \"cpython\", \
-             \"free_threaded\": false, \"module\": \"/x\", \"module_version\": \"{}\"}}\n",
-            crate::boot::VERSION
-        );
+        let out = "3.13.0\n{\"executable\": \"/v/bin/python\", \"implementation\": \"cpython\", \
+                   \"free_threaded\": false, \"native\": \"/x/_native.abi3.so\", \"tried\": \
+                   [[\"/x/_native.cpython-313-x86_64-linux-gnu.so\", \"another build: ferrocorn \
+                   0.1.0 (build 1234)\"]]}\n";
         assert_eq!(
-            judge(&out),
-            Ok(("3.13.0".into(), Some(PathBuf::from("/v/bin/python"))))
+            judge(out),
+            Ok(Probed {
+                version: "3.13.0".into(),
+                executable: Some(PathBuf::from("/v/bin/python")),
+                native: Some(PathBuf::from("/x/_native.abi3.so")),
+                skipped: vec![
+                    "/x/_native.cpython-313-x86_64-linux-gnu.so: another build: ferrocorn 0.1.0 \
+                     (build 1234)"
+                        .into()
+                ],
+            })
         );
     }
 
@@ -425,23 +493,25 @@ mod tests {
     }
 
     #[test]
-    fn a_module_of_another_build_or_one_that_fails_to_load_is_named() {
-        let other = "3.11.2\n{\"implementation\": \"cpython\", \"free_threaded\": false, \
-                     \"module_version\": \"0.0.1\"}\n";
-        let e = judge(other).unwrap_err();
-        assert!(e.contains("/x/libferrocorn.so is ferrocorn 0.0.1"), "{e}");
-        let broken = "3.11.2\n{\"implementation\": \"cpython\", \"free_threaded\": false, \
-                      \"module_error\": \"ImportError: undefined symbol: X\"}\n";
-        let e = judge(broken).unwrap_err();
+    fn no_module_of_this_build_names_each_one_tried() {
+        let out = "3.11.2\n{\"implementation\": \"cpython\", \"free_threaded\": false, \
+                   \"tried\": [[\"/x/libferrocorn.so\", \"another build: ferrocorn 0.0.1 \
+                   (build 99)\"], [\"\", \"ModuleNotFoundError: No module named 'ferrocorn'\"]]}\n";
+        let e = judge(out).unwrap_err();
+        assert!(e.starts_with("no native module of this build"), "{e}");
         assert!(
-            e.contains("cannot load the native module /x/libferrocorn.so: ImportError"),
+            e.contains("/x/libferrocorn.so: another build: ferrocorn 0.0.1"),
+            "{e}"
+        );
+        assert!(
+            e.contains("the interpreter's own): ModuleNotFoundError"),
             "{e}"
         );
     }
 
     #[test]
     fn an_interpreter_that_does_not_run_shows_its_last_error_line() {
-        let e = verdict("", "Traceback\nSyntaxError: bad\n", "exit status: 1", None).unwrap_err();
+        let e = verdict("", "Traceback\nSyntaxError: bad\n", "exit status: 1").unwrap_err();
         assert_eq!(e, "it does not run (exit status: 1): SyntaxError: bad");
     }
 

@@ -1,14 +1,19 @@
 # The Python side of starting a worker, run by the master as
-#   PYTHON -c THIS_FILE probe NATIVE
+#   PYTHON -c THIS_FILE probe CANDIDATES BUILD
 #   PYTHON -c THIS_FILE worker NATIVE BOOT_FD
-# NATIVE is the path of ferrocorn's native module built with the master, or
-# "" to import `ferrocorn._native` from the interpreter's own packages (a
-# wheel installed in it). `probe` prints the interpreter's version on the
-# first line, then a JSON object describing it and whether the module loads;
-# it must stay parseable by any Python (2.7 included) so that an unsupported
-# version is named rather than failing on syntax. `worker` hands control to
-# the Rust worker and exits with its status, without finalising the
-# interpreter (as a worker always has: app threads may still be running).
+# CANDIDATES are the paths of the native modules built with the master, one
+# per line: version-specific ones (_native.SOABI.so) and the stable-ABI one
+# (_native.abi3.so, or libferrocorn.so in a cargo build tree); "" means to
+# import `ferrocorn._native` from the interpreter's own packages (a wheel
+# installed in it). `probe` prints the interpreter's version on the first
+# line, then a JSON object describing it and the module it chose: the first
+# that loads and is of the master's BUILD, trying the one built for its
+# SOABI before the stable-ABI one (a build tree may hold version-specific
+# modules of older sources); it must stay parseable by any Python (2.7
+# included) so that an unsupported version is named rather than failing on
+# syntax. NATIVE is the module the probe chose. `worker` hands control to the Rust worker and
+# exits with its status, without finalising the interpreter (as a worker
+# always has: app threads may still be running).
 import sys
 
 if sys.path and sys.path[0] in ("", "."):
@@ -33,7 +38,16 @@ def load(native):
     return module
 
 
-def probe(native):
+def order(candidates, soabi):
+    """The module built for this interpreter's SOABI first, then the
+    stable-ABI ones; [""] (import) when there are none."""
+    paths = [p for p in candidates.split("\n") if p]
+    specific = [p for p in paths if p.rsplit("/", 1)[-1] == "_native.%s.so" % soabi]
+    stable = [p for p in paths if p.endswith(".abi3.so") or p.endswith("/libferrocorn.so")]
+    return specific + stable if paths else [""]
+
+
+def probe(candidates, build):
     sys.stdout.write("%d.%d.%d\n" % tuple(sys.version_info[:3]))
     sys.stdout.flush()
     import json
@@ -43,19 +57,28 @@ def probe(native):
         "executable": sys.executable,
         "implementation": getattr(sys, "implementation", None) and sys.implementation.name,
         "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+        "soabi": sysconfig.get_config_var("SOABI"),
+        "tried": [],
     }
     if sys.version_info >= (3, 9) and info["implementation"] == "cpython" and not info["free_threaded"]:
-        try:
-            module = load(native)
+        for native in order(candidates, info["soabi"]):
+            try:
+                module = load(native)
+            except Exception as e:
+                info["tried"].append([native, "%s: %s" % (type(e).__name__, e)])
+                continue
+            if getattr(module, "__build__", None) != build:
+                info["tried"].append([native, "another build: ferrocorn %s (build %s)" % (
+                    getattr(module, "__version__", "?"), getattr(module, "__build__", "?"))])
+                continue
+            info["native"] = native
             info["module"] = module.__file__
-            info["module_version"] = module.__version__
-        except Exception as e:
-            info["module_error"] = "%s: %s" % (type(e).__name__, e)
+            break
     sys.stdout.write(json.dumps(info) + "\n")
 
 
 if sys.argv[1] == "probe":
-    probe(sys.argv[2])
+    probe(sys.argv[2], sys.argv[3])
 else:
     import os
 

@@ -34,6 +34,7 @@ pub(super) fn spawn_child(master: &Master, slots: Vec<usize>) -> std::io::Result
     let n = listeners.len();
     let description = Boot {
         version: boot::VERSION.to_string(),
+        build: boot::BUILD.to_string(),
         settings: master.settings.clone(),
         listeners: (0..n).map(at).collect(),
         scoreboard: at(n),

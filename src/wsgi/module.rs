@@ -18,13 +18,15 @@ pub type Entry = fn(RawFd) -> i32;
 
 static ENTRY: OnceLock<Entry> = OnceLock::new();
 
-/// Fill the module: `__version__` (this build, which the master's probe
-/// checks against its own) and `run_worker`, which calls `entry`.
+/// Fill the module: `__version__`, `__build__` (this build's identity,
+/// which the master's probe checks against its own) and `run_worker`,
+/// which calls `entry`.
 ///
 /// Errors: Python could not add the attributes (out of memory).
 pub fn init(module: &Bound<'_, PyModule>, entry: Entry) -> PyResult<()> {
     let _ = ENTRY.set(entry);
     module.add("__version__", crate::boot::VERSION)?;
+    module.add("__build__", crate::boot::BUILD)?;
     module.add_function(wrap_pyfunction!(run_worker, module)?)
 }
 

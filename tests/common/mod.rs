@@ -766,6 +766,8 @@ pub struct ServerBuilder {
     listen: Listen,
     wrapper: Vec<OsString>,
     fds: Vec<i32>,
+    /// Another ferrocorn than [`bin()`] (a copy in another layout).
+    binary: Option<PathBuf>,
 }
 
 /// A spawned master process (in its own process group).
@@ -799,7 +801,14 @@ impl ServerBuilder {
             listen: Listen::Unix,
             wrapper: Vec::new(),
             fds: Vec::new(),
+            binary: None,
         }
+    }
+
+    /// Start this ferrocorn binary instead of [`bin()`].
+    pub fn binary(mut self, path: PathBuf) -> Self {
+        self.binary = Some(path);
+        self
     }
 
     pub fn arg(mut self, a: impl Into<OsString>) -> Self {
@@ -874,11 +883,12 @@ impl ServerBuilder {
     }
 
     fn command(&self, binds: &[Addr], stderr: File, stdout: File) -> Command {
+        let binary = self.binary.clone().unwrap_or_else(bin);
         let mut cmd = if self.wrapper.is_empty() {
-            Command::new(bin())
+            Command::new(binary)
         } else {
             let mut c = Command::new(&self.wrapper[0]);
-            c.args(&self.wrapper[1..]).arg(bin());
+            c.args(&self.wrapper[1..]).arg(binary);
             c
         };
         for b in binds {
