@@ -700,8 +700,7 @@ def ensure_ferrocorn(rebuild):
         if "FERROCORN_BIN" in os.environ:
             sys.exit(f"run.py: {binary} is missing")
         print("run.py: cargo build --release", flush=True)
-        env = dict(os.environ, PYO3_PYTHON="/usr/bin/python3.11")
-        subprocess.run(["cargo", "build", "--release"], cwd=REPO, env=env, check=True, timeout=3600)
+        subprocess.run(["cargo", "build", "--release"], cwd=REPO, check=True, timeout=3600)
     st = binary.stat()
     digest = hashlib.sha256(binary.read_bytes()).hexdigest()[:12]
     return {"binary": str(binary), "git": git_describe() if "FERROCORN_BIN" not in os.environ else "external",
@@ -832,7 +831,15 @@ def main(argv):
         for name, src in (("ferrocorn", str(ferrocorn_binary())),
                           ("ferrocorn-base", os.environ.get("FERROCORN_BASELINE_BIN"))):
             if src and any(s.group == name for s in servers):
-                RUN_COPY[src] = str(shutil.copy2(src, Path(tmp) / name))
+                # Each copy in a directory of its own, with the native module
+                # its workers load when one was built beside it (the master
+                # finds it there: target/release/libferrocorn.so).
+                d = Path(tmp) / f"{name}-bin"
+                d.mkdir()
+                module = Path(src).parent / "libferrocorn.so"
+                if module.is_file():
+                    shutil.copy2(module, d / module.name)
+                RUN_COPY[src] = str(shutil.copy2(src, d / "ferrocorn"))
         try:
             for i, (rnd, w, s) in enumerate(plan, 1):
                 rec = run_one(s, w, args, Path(tmp))
