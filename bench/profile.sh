@@ -87,11 +87,12 @@ EOF
 pkill -TERM -f "unix:$work/cg.sock"
 for _ in $(seq 1 60); do pgrep -f "unix:$work/cg.sock" >/dev/null || break; sleep 0.5; done
 
-# The worker's file is the largest: it ran every request.
-worker=$(ls -S "$work"/cg.* | head -1)
+# The worker's profile counts the most instructions: it ran every request
+# (the master's and the interpreter probe's are small).
+worker=$(grep -H '^summary:' "$work"/cg.* | sort -t' ' -k2 -n | tail -1 | cut -d: -f1)
 [ -z "${KEEP:-}" ] || echo "callgrind files in $work; the worker's: $worker"
 callgrind_annotate --inclusive=yes "$worker" 2>/dev/null |
     awk -v n="$((requests + 1))" '
-        /mod.rs:ferrocorn::worker::EventLoop::run \[/ { name = "the worker event loop (all of it)" }
-        /head.rs:ferrocorn::http::head::parse_head \[/ { name = "  of which parse_head" }
+        /:ferrocorn::worker::EventLoop::run \[/ { name = "the worker event loop (all of it)" }
+        /:ferrocorn::http::head::parse_head \[/ { name = "  of which parse_head" }
         name != "" { gsub(",", "", $1); printf "%8.0f instructions per request  %s\n", $1 / n, name; name = "" }'
