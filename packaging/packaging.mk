@@ -10,7 +10,8 @@
 # What they contain is declared in Cargo.toml ([package.metadata.deb] and
 # [package.metadata.generate-rpm]); the maintainer scripts are in
 # packaging/debian/ and packaging/rpm/. Both ship the master and the native
-# module (`cargo build --release` builds the two).
+# modules: the stable-ABI one (`cargo build --release` builds it with the
+# master) and one per CPython at hand (`make native-modules`).
 
 # The versions the metadata was written and checked against.
 CARGO_DEB_VERSION ?= 3.8.0
@@ -38,7 +39,7 @@ packaging-tools:
 
 # The package's version is Cargo's plus the revision in the changelog's top
 # entry; a version bump needs a new entry there (dch -v X.Y.Z-1).
-deb: units-check
+deb: units-check native-modules
 	@cargo_version=$$(sed -n 's/^version = "\(.*\)"$$/\1/p' Cargo.toml | head -n 1); \
 	changelog_version=$$(sed -n '1s/^ferrocorn (\([^)]*\)-[^-)]*).*/\1/p' packaging/debian/changelog); \
 	if [ "$$cargo_version" != "$$changelog_version" ]; then \
@@ -50,7 +51,7 @@ deb: units-check
 
 # cargo-generate-rpm does not strip: package a copy without the line tables
 # that [profile.release] keeps (the symbol table stays, for backtraces).
-rpm: units-check
+rpm: units-check native-modules
 	$(CARGO) build --release
 	install -d target/rpm
 	strip --strip-debug -o target/rpm/ferrocorn target/release/ferrocorn

@@ -10,6 +10,7 @@ then lets maturin do everything else. It is used by ``make wheel`` and by
 ``pip install`` of the sdist alike, so both build the same wheel.
 """
 
+import glob
 import os
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ from maturin import *  # noqa: F401,F403 (the other PEP 517 hooks, unchanged)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SCRIPTS = os.path.join(ROOT, "target", "wheel-data", "scripts")
+PACKAGE = os.path.join(ROOT, "python", "ferrocorn")
 
 # maturin checks that the data directory exists in every hook, the
 # metadata ones included, before any wheel is built.
@@ -47,7 +49,22 @@ def build_editable(wheel_directory, config_settings=None, metadata_directory=Non
     return maturin.build_editable(wheel_directory, config_settings, metadata_directory)
 
 
+def stage_native_modules():
+    """Put target/native/_native.SOABI.so (make native-modules) into the
+    package, beside the stable-ABI module maturin adds: `import` and the
+    master both prefer the one built for the running interpreter. Only
+    `make wheel` does this; a build from the sdist has the stable-ABI
+    module alone (it serves every CPython 3.9+)."""
+    for old in glob.glob(os.path.join(PACKAGE, "_native.cpython-*.so")):
+        os.remove(old)
+    for module in glob.glob(os.path.join(ROOT, "target", "native", "_native.cpython-*.so")):
+        shutil.copy2(module, PACKAGE)
+
+
 if __name__ == "__main__":
-    # `make wheel`: the master first, then `maturin build`, which tags the
-    # wheel manylinux (a PEP 517 build tags it for this machine only).
+    # `make wheel`: the master (and the version-specific modules) first,
+    # then `maturin build`, which tags the wheel manylinux (a PEP 517 build
+    # tags it for this machine only).
     build_master()
+    if "--with-native-modules" in sys.argv[1:]:
+        stage_native_modules()

@@ -3,7 +3,9 @@
 # pyenv's builds): for each, a fresh venv with `pip install WHEEL` and Flask
 # from PyPI, then, with that venv's bin/ferrocorn (so the workers run in the
 # venv's own interpreter):
-#   - the whole integration suite (FERROCORN_TEST_BIN, FERROCORN_TEST_VENV);
+#   - the whole integration suite (FERROCORN_TEST_BIN, FERROCORN_TEST_VENV;
+#     FERROCORN_TEST_NATIVE=specific: each worker must load the module the
+#     wheel carries for its interpreter's SOABI);
 #   - Gunicorn's request corpus (scripts/conformance.sh, FERROCORN_BIN).
 #
 #   tests/wheel/run.sh target/wheels/ferrocorn-*.whl    (make wheel-test)
@@ -41,7 +43,7 @@ for python in "${pythons[@]}"; do
     "$python" -m venv "$venv"
     "$venv/bin/pip" install --quiet --no-cache-dir "$wheel" -r "$root/examples/requirements.txt"
     ok=1
-    (cd "$root" && FERROCORN_TEST_BIN=$venv/bin/ferrocorn FERROCORN_TEST_VENV=$venv \
+    (cd "$root" && FERROCORN_TEST_BIN=$venv/bin/ferrocorn FERROCORN_TEST_VENV=$venv FERROCORN_TEST_NATIVE=specific \
         cargo test --test integration --no-fail-fast -q) || ok=0
     FERROCORN_BIN=$venv/bin/ferrocorn "$root/scripts/conformance.sh" || ok=0
     ((ok)) || failed+=("$version")
