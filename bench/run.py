@@ -831,14 +831,18 @@ def main(argv):
         for name, src in (("ferrocorn", str(ferrocorn_binary())),
                           ("ferrocorn-base", os.environ.get("FERROCORN_BASELINE_BIN"))):
             if src and any(s.group == name for s in servers):
-                # Each copy in a directory of its own, with the native module
-                # its workers load when one was built beside it (the master
-                # finds it there: target/release/libferrocorn.so).
-                d = Path(tmp) / f"{name}-bin"
-                d.mkdir()
+                # Each copy in a build tree's layout of its own, with the
+                # native modules its workers load when they were built
+                # beside it (target/release/libferrocorn.so, the stable-ABI
+                # one; target/native/, one per CPython: make native-modules).
+                d = Path(tmp) / name / "release"
+                d.mkdir(parents=True)
                 module = Path(src).parent / "libferrocorn.so"
                 if module.is_file():
                     shutil.copy2(module, d / module.name)
+                native = Path(src).parent.parent / "native"
+                if module.is_file() and native.is_dir():
+                    shutil.copytree(native, d.parent / "native")
                 RUN_COPY[src] = str(shutil.copy2(src, d / "ferrocorn"))
         try:
             for i, (rnd, w, s) in enumerate(plan, 1):
