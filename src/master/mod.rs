@@ -228,10 +228,15 @@ pub fn run(
     master.exit_code
 }
 
-/// `Using Python: PATH (VERSION; REASON)`, at start and when a reload changes it.
+/// `Using Python: PATH (VERSION; REASON; module MODULE)`, at start and when
+/// a reload changes it.
 pub fn log_interpreter(python: &Interpreter) {
+    let module = python.native.as_ref().map_or_else(
+        || "its own ferrocorn._native".to_string(),
+        |m| m.display().to_string(),
+    );
     tracing::info!(
-        "Using Python: {} ({}; {})",
+        "Using Python: {} ({}; {}; module {module})",
         python.path.display(),
         python.version,
         python.reason

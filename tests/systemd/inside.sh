@@ -206,6 +206,8 @@ install_ferrocorn() {
   sed 's/^/    /' "$TMP/smoke.body" "$TMP/smoke.log" 2>/dev/null | head -20
   grep -q "Using Python: /usr/bin/python3" "$TMP/smoke.log" || ok=0
   check "install: ferrocorn serves the demo app without systemd, in the system's python3" [ $ok = 1 ]
+  check "install: the workers load the module built for this python3 ($(python3 -c 'import sysconfig; print(sysconfig.get_config_var("SOABI"))'))" \
+    grep -q "module /usr/lib/ferrocorn/_native.$(python3 -c 'import sysconfig; print(sysconfig.get_config_var("SOABI"))').so" "$TMP/smoke.log"
   if run systemctl cat ferrocorn@demo.service ferrocorn@demo.socket; then
     pass "install: ferrocorn@.service and ferrocorn@.socket known to systemd"
   else fail "install: ferrocorn@.service and ferrocorn@.socket known to systemd"; return 1; fi
