@@ -3,6 +3,7 @@
 #   make test         the one test command: lint + cargo test + conformance
 #   make build        debug build (target/debug/ferrocorn)
 #   make lint         cargo fmt --check; cargo clippy --all-targets -D warnings
+#   make docs         docs/settings.md and the man page's OPTIONS, from the settings table
 #   make venv         .venv/ (Debian's python3.11 + examples/requirements.txt)
 #   make conformance  Gunicorn's request corpus against a live server
 #   make serve        examples/hello.py on http://127.0.0.1:8000
@@ -23,7 +24,7 @@ TOOLS := target/tools-venv
 MATURIN_VERSION ?= 1.16.0
 AUDITWHEEL_VERSION ?= 6.8.2
 
-.PHONY: all build test lint cargo-test venv conformance serve clean-venv lifecycle-bench \
+.PHONY: all build test lint docs cargo-test venv conformance serve clean-venv lifecycle-bench \
 	boot-bench tools native-modules wheel sdist wheel-test sdist-test
 
 all: build
@@ -34,6 +35,11 @@ build:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# The settings' reference is generated from src/config/table.rs; a unit test
+# fails when the committed files are stale, and this rewrites them.
+docs:
+	FERROCORN_BLESS=1 $(CARGO) test --lib config::docs
 
 # `cargo build` first: `cargo test` builds the crate only as the rlib its
 # tests and the master link, not the cdylib (the native module the workers

@@ -37,13 +37,17 @@ pub struct Boot {
     pub settings: Settings,
     /// The HTTP listeners' descriptors, in the master's order.
     pub listeners: Vec<RawFd>,
-    /// The scoreboard memfd ([`crate::scoreboard::attach`]).
+    /// The scoreboard memfd ([`crate::scoreboard::attach`]); -1 for a
+    /// `--check-config` child, which serves nothing.
     pub scoreboard: RawFd,
-    /// Write end of the master's report pipe: a byte wakes the master.
+    /// Write end of the master's report pipe: a byte wakes the master
+    /// (-1 for a `--check-config` child).
     pub report: RawFd,
     /// The access log file, opened by the master before it dropped
-    /// privileges; `None` when it logs to the log target or not at all.
+    /// privileges; `None` when it logs to stdout or not at all.
     pub access_log: Option<RawFd>,
+    /// The error log file, likewise; `None` for stderr or the journal.
+    pub error_log: Option<RawFd>,
     /// The scoreboard slots to run: one for a worker, the batch for a
     /// zygote, which forks a worker into each.
     pub slots: Vec<usize>,

@@ -17,6 +17,7 @@
 
 pub mod boot;
 pub mod config;
+pub mod daemon;
 pub mod http;
 pub mod listeners;
 pub mod logging;
@@ -24,6 +25,7 @@ pub mod master;
 pub mod net;
 pub mod notify;
 pub mod privileges;
+pub mod proctitle;
 pub mod scoreboard;
 pub mod signals;
 pub mod worker;
@@ -50,10 +52,17 @@ pub mod exit {
 }
 
 /// The native module `ferrocorn._native` that a worker's interpreter
-/// imports: its one function, `run_worker(boot_fd)`, runs [`worker::main`].
+/// imports: `run_worker(boot_fd)` runs [`worker::main`], `check_app(boot_fd)`
+/// [`worker::check`].
 #[pyo3::pymodule]
 fn _native(m: &pyo3::Bound<'_, pyo3::types::PyModule>) -> pyo3::PyResult<()> {
-    wsgi::module::init(m, worker::main)
+    wsgi::module::init(
+        m,
+        wsgi::module::Entries {
+            serve: worker::main,
+            check: worker::check,
+        },
+    )
 }
 
 /// Run the master with this process's command line; returns the exit status.
@@ -61,8 +70,10 @@ pub fn main() -> i32 {
     // SAFETY: first thing in main: single-threaded.
     let upgrade_ready = unsafe { master::upgrade::inherited_ready_pipe() };
     let relaunch = master::upgrade::Relaunch::capture();
-    let settings = match Settings::from_env_and_args(std::env::args_os().collect()) {
-        Ok(Ok(settings)) => settings,
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let runner = config_runner(&argv);
+    let loaded = match Settings::load(argv, &runner) {
+        Ok(Ok(loaded)) => loaded,
         Ok(Err(e)) => {
             eprintln!("ferrocorn: configuration error: {e}");
             return exit::CONFIG;
@@ -76,14 +87,45 @@ pub fn main() -> i32 {
             };
         }
     };
-    logging::init(settings.log_level, settings.log_target);
-    if let Err(e) = logging::access::init(settings.access_log.as_ref(), &settings.access_log_format)
-    {
-        tracing::error!("access log: {e}");
-        return exit::CONFIG;
+    let config::Loaded {
+        settings,
+        resolved,
+        warnings,
+    } = loaded;
+    if settings.print_config {
+        print!("{}", config::print::render(&resolved));
     }
-    if let Some(mask) = settings.umask {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(mask));
+    if settings.daemon {
+        if let Err(e) = daemon::daemonize(settings.stdio_inheritance) {
+            eprintln!("ferrocorn: cannot daemonize: {e}");
+            return exit::FAILURE;
+        }
+    }
+    let owner = Some((settings.user, settings.group));
+    let error_log = match &settings.error_log {
+        Some(path) => match logging::file::LogFile::open(path, owner) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                eprintln!("ferrocorn: errorlog: cannot open the error log {e}");
+                return exit::CONFIG;
+            }
+        },
+        None => None,
+    };
+    logging::init(settings.log_level, settings.log_target, error_log);
+    if settings.capture_output {
+        logging::capture_output();
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Err(e) = logging::access::init(
+        settings.access_log.as_ref(),
+        &settings.access_log_format,
+        owner,
+    ) {
+        tracing::error!("accesslog: cannot open the access log {e}");
+        return exit::CONFIG;
     }
 
     if let Some(dir) = &settings.chdir {
@@ -97,8 +139,27 @@ pub fn main() -> i32 {
         // thread started), so nothing reads the environment concurrently.
         unsafe { std::env::set_var(key, value) };
     }
+    if settings.check_config || settings.print_config {
+        // Gunicorn's --check-config (and --print-config): import the app, exit 0 or 1.
+        return match Interpreter::find(&settings) {
+            Ok(python) => master::check_app(&settings, &python),
+            Err(e) => {
+                tracing::error!("{e}");
+                exit::FAILURE
+            }
+        };
+    }
+    // The arguments were read (Relaunch, the boot argv): the title may now
+    // take their place.
+    proctitle::set(&format!("ferrocorn: master [{}]", settings.proc_name));
 
-    let sockets = match listeners::open(&settings.bind, settings.backlog) {
+    let options = listeners::BindOptions {
+        backlog: settings.backlog,
+        reuse_port: settings.reuse_port,
+        umask: settings.umask,
+        owner: (settings.user, settings.group),
+    };
+    let sockets = match listeners::open(&settings.bind, &options) {
         Ok(s) => s,
         Err(e @ listeners::ListenError::BadFd { .. }) => {
             tracing::error!("{e}");
@@ -123,11 +184,13 @@ pub fn main() -> i32 {
         "inline"
     };
     tracing::info!(
-        "Using worker: {mode} ({} worker(s) × {} thread(s))",
+        "Using worker: {} ({mode}: {} worker(s) × {} thread(s))",
+        settings.worker_class,
         settings.workers,
         settings.threads
     );
-    if let Err(e) = privileges::drop_privileges(settings.user, settings.group) {
+    if let Err(e) = privileges::drop_privileges(settings.user, settings.group, settings.initgroups)
+    {
         tracing::error!("{e}");
         notify::failed(&e.to_string(), None);
         return exit::CONFIG;
@@ -146,4 +209,40 @@ pub fn main() -> i32 {
     };
     master::log_interpreter(&python);
     master::run(settings, python, sockets, relaunch, upgrade_ready)
+}
+
+/// What runs a `gunicorn.conf.py`: the interpreter that `--python` or
+/// `--virtualenv` on the command line (or in `FERROCORN_CMD_ARGS`) names,
+/// else the one the workers would get.
+fn config_runner(argv: &[std::ffi::OsString]) -> master::interpreter::ConfigRunner {
+    let env_args = ["FERROCORN_CMD_ARGS", "GUNICORN_CMD_ARGS"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok())
+        .and_then(|v| shlex::split(&v))
+        .unwrap_or_default();
+    let args: Vec<String> = env_args
+        .into_iter()
+        .chain(
+            argv.iter()
+                .skip(1)
+                .map(|a| a.to_string_lossy().into_owned()),
+        )
+        .collect();
+    let mut runner = master::interpreter::ConfigRunner::default();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v.to_string())),
+            None => (arg.as_str(), None),
+        };
+        let slot = match flag {
+            "--python" => &mut runner.python,
+            "--virtualenv" => &mut runner.virtualenv,
+            _ => continue,
+        };
+        if let Some(value) = inline.or_else(|| iter.next().cloned()) {
+            *slot = Some(value.into());
+        }
+    }
+    runner
 }

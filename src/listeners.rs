@@ -127,6 +127,33 @@ impl Listener {
 /// (`FileDescriptorName=` in the socket unit; DESIGN §5): held, not served.
 const NON_HTTP_NAMES: [&str; 2] = ["metrics", "control"];
 
+/// How ferrocorn binds the sockets it creates itself.
+#[derive(Debug, Clone, Copy)]
+pub struct BindOptions {
+    /// listen(2) backlog (`backlog`).
+    pub backlog: i32,
+    /// SO_REUSEPORT on TCP sockets (`reuse_port`).
+    pub reuse_port: bool,
+    /// The file mode creation mask while a UNIX socket is created (Gunicorn's
+    /// `umask`, default 0: the socket is 0777, so a proxy running as another
+    /// user can connect).
+    pub umask: u32,
+    /// The owner a UNIX socket is given (the workers' user and group), as
+    /// Gunicorn chowns its sockets.
+    pub owner: (Option<nix::unistd::Uid>, Option<nix::unistd::Gid>),
+}
+
+impl Default for BindOptions {
+    fn default() -> Self {
+        BindOptions {
+            backlog: 2048,
+            reuse_port: false,
+            umask: 0,
+            owner: (None, None),
+        }
+    }
+}
+
 /// What systemd or the command line gave us to listen on.
 #[derive(Debug, Default)]
 pub struct Sockets {
@@ -143,7 +170,7 @@ pub struct Sockets {
 ///
 /// Errors: the first address that cannot be bound or adopted, or an
 /// inherited socket that is a connection (`Accept=yes`), not a listener.
-pub fn open(binds: &[Bind], backlog: i32) -> Result<Sockets, ListenError> {
+pub fn open(binds: &[Bind], options: &BindOptions) -> Result<Sockets, ListenError> {
     let names = std::env::var("LISTEN_FDNAMES").unwrap_or_default();
     let mut names = names.split(':');
     let mut inherited = listenfd::ListenFd::from_env();
@@ -153,7 +180,7 @@ pub fn open(binds: &[Bind], backlog: i32) -> Result<Sockets, ListenError> {
     if inherited.len() == 0 {
         let http = binds
             .iter()
-            .map(|b| bind(b, backlog))
+            .map(|b| bind(b, options))
             .collect::<Result<_, _>>()?;
         return Ok(Sockets {
             http,
@@ -226,7 +253,11 @@ fn adopt_fd(fd: RawFd) -> Result<Listener, ListenError> {
     Listener::adopt(socket)
 }
 
-fn bind(b: &Bind, backlog: i32) -> Result<Listener, ListenError> {
+/// Bind one address ferrocorn listens on itself (a `-b` entry, or the
+/// metrics or control socket's).
+///
+/// Errors: the address cannot be resolved, bound or listened on.
+pub fn bind(b: &Bind, options: &BindOptions) -> Result<Listener, ListenError> {
     match b {
         Bind::Fd(fd) => adopt_fd(*fd),
         Bind::Tcp { host, port } => {
@@ -246,12 +277,15 @@ fn bind(b: &Bind, backlog: i32) -> Result<Listener, ListenError> {
             let socket = Socket::new(Domain::for_address(addr), Type::STREAM.cloexec(), None)
                 .map_err(err)?;
             socket.set_reuse_address(true).map_err(err)?;
+            if options.reuse_port {
+                socket.set_reuse_port(true).map_err(err)?;
+            }
             if addr.is_ipv6() {
                 // So that `-b 0.0.0.0:P -b [::]:P` can both be bound.
                 socket.set_only_v6(true).map_err(err)?;
             }
             socket.bind(&addr.into()).map_err(err)?;
-            socket.listen(backlog).map_err(err)?;
+            socket.listen(options.backlog).map_err(err)?;
             socket.set_nonblocking(true).map_err(err)?;
             let local = socket
                 .local_addr()
@@ -264,11 +298,11 @@ fn bind(b: &Bind, backlog: i32) -> Result<Listener, ListenError> {
                 created_path: None,
             })
         }
-        Bind::Unix(path) => bind_unix(path, backlog),
+        Bind::Unix(path) => bind_unix(path, options),
     }
 }
 
-fn bind_unix(path: &Path, backlog: i32) -> Result<Listener, ListenError> {
+fn bind_unix(path: &Path, options: &BindOptions) -> Result<Listener, ListenError> {
     let err = |source| ListenError::Bind {
         what: format!("unix:{}", path.display()),
         source,
@@ -284,10 +318,18 @@ fn bind_unix(path: &Path, backlog: i32) -> Result<Listener, ListenError> {
         std::fs::remove_file(path).map_err(err)?;
     }
     let socket = Socket::new(Domain::UNIX, Type::STREAM.cloexec(), None).map_err(err)?;
-    socket
-        .bind(&SockAddr::unix(path).map_err(err)?)
-        .map_err(err)?;
-    socket.listen(backlog).map_err(err)?;
+    let addr = SockAddr::unix(path).map_err(err)?;
+    // bind(2) creates the file with 0777 & ~umask: Gunicorn's umask
+    // applies, only while binding (single-threaded start-up).
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(options.umask));
+    let bound = socket.bind(&addr);
+    nix::sys::stat::umask(old);
+    bound.map_err(err)?;
+    let (uid, gid) = options.owner;
+    if uid.is_some() || gid.is_some() {
+        nix::unistd::chown(path, uid, gid).map_err(|e| err(e.into()))?;
+    }
+    socket.listen(options.backlog).map_err(err)?;
     socket.set_nonblocking(true).map_err(err)?;
     Ok(Listener {
         socket,
@@ -305,18 +347,19 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ferrocorn-lt-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("s.sock");
-        let first = bind_unix(&path, 8).unwrap();
+        let opts = BindOptions::default();
+        let first = bind_unix(&path, &opts).unwrap();
         assert!(matches!(
-            bind_unix(&path, 8),
+            bind_unix(&path, &opts),
             Err(ListenError::UnixInUse(_))
         ));
         drop(first); // closed but the file stays: stale
-        let again = bind_unix(&path, 8).unwrap();
+        let again = bind_unix(&path, &opts).unwrap();
         again.remove_created_path();
         assert!(!path.exists());
         std::fs::write(&path, b"x").unwrap();
         assert!(matches!(
-            bind_unix(&path, 8),
+            bind_unix(&path, &opts),
             Err(ListenError::NotASocket(_))
         ));
         std::fs::remove_dir_all(&dir).unwrap();

@@ -21,17 +21,31 @@ pub enum PrivilegeError {
 }
 
 /// Switch to `group` and `user` (when given) and drop all capabilities.
+/// With `initgroups` (Gunicorn's `--initgroups`) the supplementary groups
+/// are the user's (initgroups(3)) plus `group`; otherwise `group` alone.
 ///
 /// Errors: the switch failed. Capability calls that fail because the
 /// process never had the capability are not errors: there is nothing to drop.
-pub fn drop_privileges(user: Option<Uid>, group: Option<Gid>) -> Result<(), PrivilegeError> {
+pub fn drop_privileges(
+    user: Option<Uid>,
+    group: Option<Gid>,
+    initgroups: bool,
+) -> Result<(), PrivilegeError> {
     // The bounding set can only be shrunk while CAP_SETPCAP is effective,
     // i.e. before setuid() clears the effective set.
     if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false) {
         let _ = caps::clear(None, CapSet::Bounding);
     }
     if let Some(gid) = group {
-        nix::unistd::setgroups(&[gid]).map_err(|source| PrivilegeError::Switch {
+        let name = user
+            .filter(|_| initgroups)
+            .and_then(|uid| nix::unistd::User::from_uid(uid).ok().flatten())
+            .and_then(|u| std::ffi::CString::new(u.name).ok());
+        let groups = match name {
+            Some(name) => nix::unistd::initgroups(&name, gid),
+            None => nix::unistd::setgroups(&[gid]),
+        };
+        groups.map_err(|source| PrivilegeError::Switch {
             what: format!("group {gid}"),
             source,
         })?;

@@ -1,161 +1,235 @@
-//! The configuration file (`-c/--config FILE`, TOML), keyed by Gunicorn's
-//! setting names:
+//! The configuration file (`-c/--config`), keyed by Gunicorn's setting
+//! names. Two forms:
 //!
-//! ```toml
-//! wsgi_app = "myproject.wsgi:application"
-//! bind = ["unix:/run/app.sock", "127.0.0.1:8000"]
-//! workers = 4
-//! timeout = 60
-//! raw_env = ["DJANGO_SETTINGS_MODULE=myproject.settings"]
-//! preload_app = true
-//! ```
+//! - **TOML** (`.toml`, or any name not ending in `.py`):
 //!
-//! Each key maps onto the command-line flag that defines the setting, and
-//! the file's flags are parsed before `FERROCORN_CMD_ARGS` and the command
-//! line, so there is one definition (the flag's) and one precedence order:
-//! defaults → file → environment → command line (DESIGN §7). An unknown key,
-//! or a value of the wrong type, is an error naming the key and the file.
+//!   ```toml
+//!   wsgi_app = "myproject.wsgi:application"
+//!   bind = ["unix:/run/app.sock", "127.0.0.1:8000"]
+//!   workers = 4
+//!   preload_app = true
+//!   [secure_scheme_headers]
+//!   X-FORWARDED-PROTO = "https"
+//!   ```
+//!
+//!   An unknown key, or a value of the wrong type, is an error naming the
+//!   key and the file.
+//! - **Gunicorn's `gunicorn.conf.py`** (`PATH.py`, `file:PATH` or
+//!   `python:MODULE`): Python code, run by the app's interpreter (the
+//!   master has no Python: the caller supplies a [`PythonConfig`]). As in
+//!   Gunicorn, its module-level variables named like a setting are the
+//!   settings and other names are ignored; server hooks (callables) are
+//!   named in a warning, since ferrocorn does not run them.
+//!
+//! Without `-c`, `./gunicorn.conf.py` is read when it exists, as Gunicorn does.
 
-use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use super::resolve::{Layer, Source, Value, check_file_value, setting_for_key};
+use super::table::{Kind, SETTINGS};
 use super::{ConfigError, bad};
 
-/// How a key's value becomes arguments.
-#[derive(Debug, Clone, Copy)]
-enum Kind {
-    /// One `--flag VALUE` (string, integer or float).
-    Value,
-    /// An integer given in octal, as a file mode.
-    Octal,
-    /// One `--flag VALUE` per array item (a single string is one item).
-    Repeat,
-    /// `--flag` when true.
-    Switch,
+/// Gunicorn's default configuration file, read when `-c` is not given.
+pub const DEFAULT_FILE: &str = "gunicorn.conf.py";
+
+/// Where a configuration comes from, as `-c` spells it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Location {
+    /// A TOML file (absolute).
+    Toml(PathBuf),
+    /// A Python file (absolute).
+    PythonFile(PathBuf),
+    /// `python:MODULE`: a module on the interpreter's path.
+    PythonModule(String),
 }
 
-/// Gunicorn setting name → (flag, kind).
-const KEYS: &[(&str, &str, Kind)] = &[
-    ("wsgi_app", "--wsgi-app", Kind::Value),
-    ("bind", "--bind", Kind::Repeat),
-    ("workers", "--workers", Kind::Value),
-    ("threads", "--threads", Kind::Value),
-    ("chdir", "--chdir", Kind::Value),
-    ("pythonpath", "--pythonpath", Kind::Value),
-    ("virtualenv", "--virtualenv", Kind::Value),
-    ("timeout", "--timeout", Kind::Value),
-    ("graceful_timeout", "--graceful-timeout", Kind::Value),
-    ("keepalive", "--keep-alive", Kind::Value),
-    ("backlog", "--backlog", Kind::Value),
-    ("worker_connections", "--worker-connections", Kind::Value),
-    ("limit_request_line", "--limit-request-line", Kind::Value),
-    (
-        "limit_request_fields",
-        "--limit-request-fields",
-        Kind::Value,
-    ),
-    (
-        "limit_request_field_size",
-        "--limit-request-field_size",
-        Kind::Value,
-    ),
-    ("raw_env", "--env", Kind::Repeat),
-    ("pidfile", "--pid", Kind::Value),
-    ("loglevel", "--log-level", Kind::Value),
-    ("log_target", "--log-target", Kind::Value),
-    ("accesslog", "--access-logfile", Kind::Value),
-    ("access_log_format", "--access-logformat", Kind::Value),
-    ("user", "--user", Kind::Value),
-    ("group", "--group", Kind::Value),
-    ("umask", "--umask", Kind::Octal),
-    ("preload_app", "--preload", Kind::Switch),
-    ("max_requests", "--max-requests", Kind::Value),
-    ("max_requests_jitter", "--max-requests-jitter", Kind::Value),
-    ("max_worker_memory", "--max-worker-memory", Kind::Value),
-];
-
-/// Read `path` and turn it into command-line arguments.
-///
-/// Errors: the file cannot be read or parsed, a key is unknown, or a value
-/// has a type the setting does not take.
-pub fn to_args(path: &Path) -> Result<Vec<OsString>, ConfigError> {
-    let where_ = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| bad("config", format!("cannot read {where_}: {e}")))?;
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| bad("config", format!("{where_}: {e}")))?;
-    let mut args = Vec::new();
-    for (key, value) in &table {
-        let Some(&(_, flag, kind)) = KEYS.iter().find(|(k, _, _)| k == key) else {
-            return Err(bad("config", format!("{where_}: unknown setting {key:?}")));
+impl Location {
+    /// Read `-c`'s value: `PATH`, `file:PATH` or `python:MODULE`.
+    pub fn parse(spec: &str) -> Location {
+        if let Some(module) = spec.strip_prefix("python:") {
+            return Location::PythonModule(module.to_string());
+        }
+        let (path, python) = match spec.strip_prefix("file:") {
+            Some(p) => (p, !p.ends_with(".toml")),
+            None => (spec, spec.ends_with(".py")),
         };
-        let wrong = |want: &str| bad("config", format!("{where_}: {key} must be {want}"));
-        match (kind, value) {
-            (Kind::Switch, toml::Value::Boolean(on)) => {
-                if *on {
-                    args.push(flag.into());
-                }
-            }
-            (Kind::Switch, _) => return Err(wrong("true or false")),
-            (Kind::Octal, toml::Value::Integer(mode)) => {
-                args.extend([flag.into(), format!("{mode:o}").into()]);
-            }
-            (Kind::Octal, toml::Value::String(mode)) => {
-                args.extend([flag.into(), mode.into()]);
-            }
-            (Kind::Octal, _) => return Err(wrong("a mode like 0o027")),
-            (Kind::Repeat, toml::Value::Array(items)) => {
-                for item in items {
-                    let item = scalar(item).ok_or_else(|| wrong("an array of strings"))?;
-                    args.extend([flag.into(), item.into()]);
-                }
-            }
-            (Kind::Repeat | Kind::Value, v) => {
-                let v = scalar(v).ok_or_else(|| wrong("a string or a number"))?;
-                args.extend([flag.into(), v.into()]);
-            }
+        let path = PathBuf::from(path);
+        let path = std::path::absolute(&path).unwrap_or(path);
+        if python {
+            Location::PythonFile(path)
+        } else {
+            Location::Toml(path)
         }
     }
-    Ok(args)
-}
 
-fn scalar(value: &toml::Value) -> Option<String> {
-    match value {
-        toml::Value::String(s) => Some(s.clone()),
-        toml::Value::Integer(i) => Some(i.to_string()),
-        toml::Value::Float(f) => Some(f.to_string()),
-        _ => None,
+    /// How `--print-config` and messages name it.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Toml(p) | Location::PythonFile(p) => p.display().to_string(),
+            Location::PythonModule(m) => format!("python:{m}"),
+        }
+    }
+
+    fn source(&self) -> Source {
+        match self {
+            Location::Toml(p) | Location::PythonFile(p) => Source::File(p.clone()),
+            Location::PythonModule(m) => Source::File(PathBuf::from(format!("python:{m}"))),
+        }
     }
 }
 
-/// The `-c/--config` value among `args`, if any (the last one wins).
-pub fn find_config_arg(args: &[OsString]) -> Option<OsString> {
-    let mut found = None;
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let s = arg.to_string_lossy();
-        if s == "-c" || s == "--config" {
-            found = iter.next().cloned();
-        } else if let Some(v) = s.strip_prefix("--config=") {
-            found = Some(v.into());
-        } else if let Some(v) = s
-            .strip_prefix("-c")
-            .filter(|v| !v.is_empty() && !s.starts_with("--"))
-        {
-            found = Some(v.into());
-        } else if s == "--" {
-            break;
+/// What a `gunicorn.conf.py` gave.
+#[derive(Debug, Default)]
+pub struct PythonValues {
+    /// Its variables named like settings, as JSON values (`None` dropped).
+    pub values: serde_json::Map<String, serde_json::Value>,
+    /// Variables named like a server hook that hold a callable.
+    pub hooks: Vec<String>,
+}
+
+/// Runs a `gunicorn.conf.py` in the app's interpreter (the master has none
+/// of its own).
+pub trait PythonConfig {
+    /// Run the file or module and return its variables named like one of
+    /// `names`.
+    ///
+    /// Errors: the interpreter cannot be started, or the code raised (the
+    /// message carries Python's error).
+    fn evaluate(&self, location: &Location, names: &[&str]) -> Result<PythonValues, String>;
+}
+
+/// What a configuration file gave: its layer and warnings to log once
+/// logging is up.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The settings it sets.
+    pub layer: Layer,
+    /// One line each (server hooks that are not run).
+    pub warnings: Vec<String>,
+}
+
+/// Read the configuration at `location`.
+///
+/// Errors: the file cannot be read or parsed, a key is unknown (TOML), or a
+/// value has a type the setting does not take; the message names the file.
+pub fn load(location: &Location, python: &dyn PythonConfig) -> Result<Loaded, ConfigError> {
+    let where_ = location.describe();
+    let mut layer = Layer::new(location.source());
+    let mut warnings = Vec::new();
+    match location {
+        Location::Toml(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| bad("config", format!("cannot read {where_}: {e}")))?;
+            let table: toml::Table = text
+                .parse()
+                .map_err(|e| bad("config", format!("{where_}: {e}")))?;
+            for (key, value) in table {
+                let s =
+                    setting_for_key(&key).map_err(|e| bad("config", format!("{where_}: {e}")))?;
+                if s.name == "config" {
+                    return Err(bad(
+                        "config",
+                        format!("{where_}: a configuration file cannot name another"),
+                    ));
+                }
+                let value = check_file_value(s, value)
+                    .map_err(|e| bad(s.name, format!("{e} (in {where_})")))?;
+                layer.values.insert(s.name, value);
+            }
+        }
+        Location::PythonFile(_) | Location::PythonModule(_) => {
+            let names: Vec<&str> = SETTINGS
+                .iter()
+                .map(|s| s.name)
+                .filter(|n| *n != "config")
+                .collect();
+            let got = python
+                .evaluate(location, &names)
+                .map_err(|e| bad("config", format!("{where_}: {e}")))?;
+            for (key, json) in got.values {
+                let s =
+                    setting_for_key(&key).map_err(|e| bad("config", format!("{where_}: {e}")))?;
+                let value =
+                    from_json(json).map_err(|e| bad(s.name, format!("{e} (in {where_})")))?;
+                let Some(value) = value else { continue };
+                let value = check_file_value(s, value)
+                    .map_err(|e| bad(s.name, format!("{e} (in {where_})")))?;
+                layer.values.insert(s.name, value);
+            }
+            let hooks: Vec<String> = got
+                .hooks
+                .into_iter()
+                .filter(|h| SETTINGS.iter().any(|s| s.name == h && s.kind == Kind::Hook))
+                .collect();
+            if !hooks.is_empty() {
+                warnings.push(format!(
+                    "{where_}: server hooks are not run by ferrocorn: {} (its master runs no \
+                     Python; per-worker set-up belongs in the app's import, which every worker runs)",
+                    hooks.join(", ")
+                ));
+            }
         }
     }
-    found
+    Ok(Loaded { layer, warnings })
+}
+
+/// A JSON value from a `gunicorn.conf.py` as a setting value; `None` for
+/// Python's `None` (the default).
+fn from_json(json: serde_json::Value) -> Result<Option<Value>, String> {
+    use serde_json::Value as J;
+    Ok(Some(match json {
+        J::Null => return Ok(None),
+        J::Bool(b) => Value::Boolean(b),
+        J::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            // Gunicorn's int() of a float truncates (timeout = 30.5 is 30).
+            None => Value::Integer(n.as_f64().unwrap_or(0.0) as i64),
+        },
+        J::String(s) => Value::String(s),
+        J::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|i| from_json(i).map(|v| v.unwrap_or(Value::String(String::new()))))
+                .collect::<Result<_, _>>()?,
+        ),
+        J::Object(map) => Value::Table(
+            map.into_iter()
+                .filter_map(|(k, v)| from_json(v).transpose().map(|v| v.map(|v| (k, v))))
+                .collect::<Result<_, _>>()?,
+        ),
+    }))
+}
+
+/// The configuration to read: `-c`'s value if given, else Gunicorn's
+/// default `./gunicorn.conf.py` when it exists.
+pub fn locate(given: Option<&str>) -> Option<Location> {
+    match given {
+        Some(spec) => Some(Location::parse(spec)),
+        None => Path::new(DEFAULT_FILE)
+            .is_file()
+            .then(|| Location::parse(DEFAULT_FILE)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn write(name: &str, text: &str) -> std::path::PathBuf {
+    struct NoPython;
+    impl PythonConfig for NoPython {
+        fn evaluate(&self, _: &Location, _: &[&str]) -> Result<PythonValues, String> {
+            let mut values = serde_json::Map::new();
+            values.insert("workers".into(), serde_json::json!(4));
+            values.insert("bind".into(), serde_json::json!("unix:/tmp/x.sock"));
+            values.insert("pidfile".into(), serde_json::Value::Null);
+            Ok(PythonValues {
+                values,
+                hooks: vec!["post_fork".into()],
+            })
+        }
+    }
+
+    fn write(name: &str, text: &str) -> PathBuf {
         let path =
             std::env::temp_dir().join(format!("ferrocorn-cfg-{}-{name}.toml", std::process::id()));
         std::fs::write(&path, text).unwrap();
@@ -163,7 +237,7 @@ mod tests {
     }
 
     #[test]
-    fn gunicorn_names_become_flags() {
+    fn toml_keys_are_gunicorns_names() {
         let path = write(
             "ok",
             r#"
@@ -172,58 +246,83 @@ mod tests {
             workers = 3
             umask = 0o027
             preload_app = true
-            raw_env = ["A=1"]
+            raw_env = "A=1"
+            forwarded_allow_ips = "10.0.0.1,10.0.0.2"
+            [secure_scheme_headers]
+            X-SCHEME = "https"
             "#,
         );
-        let args: Vec<String> = to_args(&path)
-            .unwrap()
-            .into_iter()
-            .map(|a| a.into_string().unwrap())
-            .collect();
-        let joined = args.join(" ");
-        assert!(joined.contains("--wsgi-app app:application"), "{joined}");
-        assert!(
-            joined.contains("--bind unix:/tmp/a.sock --bind 127.0.0.1:9"),
-            "{joined}"
+        let loaded = load(&Location::Toml(path.clone()), &NoPython).unwrap();
+        let v = &loaded.layer.values;
+        assert_eq!(v["workers"], Value::Integer(3));
+        assert_eq!(v["umask"], Value::Integer(0o27));
+        assert_eq!(v["raw_env"], Value::Array(vec!["A=1".into()]));
+        assert_eq!(
+            v["forwarded_allow_ips"],
+            Value::Array(vec!["10.0.0.1".into(), "10.0.0.2".into()])
         );
-        assert!(joined.contains("--workers 3"), "{joined}");
-        assert!(joined.contains("--umask 27"), "{joined}");
-        assert!(joined.contains("--preload"), "{joined}");
-        assert!(joined.contains("--env A=1"), "{joined}");
+        assert!(v["secure_scheme_headers"].is_table());
         std::fs::remove_file(path).unwrap();
     }
 
     #[test]
-    fn unknown_keys_and_bad_types_name_the_key() {
+    fn unknown_keys_and_bad_types_name_the_key_and_file() {
         let path = write("bad", "wokers = 3\n");
-        let err = to_args(&path).unwrap_err();
+        let err = load(&Location::Toml(path.clone()), &NoPython).unwrap_err();
         assert!(
             err.to_string().contains("unknown setting \"wokers\""),
             "{err}"
         );
-        let path2 = write("type", "preload_app = \"yes\"\n");
-        let err = to_args(&path2).unwrap_err();
         assert!(
-            err.to_string()
-                .contains("preload_app must be true or false"),
+            err.to_string().contains(&path.display().to_string()),
             "{err}"
         );
+        let path2 = write("type", "preload_app = \"yes\"\n");
+        let err = load(&Location::Toml(path2.clone()), &NoPython).unwrap_err();
+        assert_eq!(err.setting, "preload_app");
+        assert!(err.message.contains("true or false"), "{err}");
         std::fs::remove_file(path).unwrap();
         std::fs::remove_file(path2).unwrap();
     }
 
     #[test]
-    fn the_config_flag_is_found_in_every_spelling() {
-        let args = |v: &[&str]| v.iter().map(OsString::from).collect::<Vec<_>>();
+    fn a_python_config_gives_its_variables_and_names_its_hooks() {
+        let loaded = load(
+            &Location::PythonFile("/x/gunicorn.conf.py".into()),
+            &NoPython,
+        )
+        .unwrap();
+        assert_eq!(loaded.layer.values["workers"], Value::Integer(4));
         assert_eq!(
-            find_config_arg(&args(&["-c", "a.toml", "app"])),
-            Some("a.toml".into())
+            loaded.layer.values["bind"],
+            Value::Array(vec!["unix:/tmp/x.sock".into()])
         );
+        assert!(!loaded.layer.values.contains_key("pidfile"));
+        assert!(
+            loaded.warnings[0].contains("post_fork"),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[test]
+    fn locations_follow_gunicorns_spelling() {
+        assert!(matches!(
+            Location::parse("a/gunicorn.conf.py"),
+            Location::PythonFile(_)
+        ));
+        assert!(matches!(
+            Location::parse("file:x.conf"),
+            Location::PythonFile(_)
+        ));
+        assert!(matches!(Location::parse("x.toml"), Location::Toml(_)));
+        assert!(matches!(
+            Location::parse("/etc/ferrocorn/app.conf"),
+            Location::Toml(_)
+        ));
         assert_eq!(
-            find_config_arg(&args(&["--config=b.toml"])),
-            Some("b.toml".into())
+            Location::parse("python:myproj.gconf"),
+            Location::PythonModule("myproj.gconf".into())
         );
-        assert_eq!(find_config_arg(&args(&["-cc.toml"])), Some("c.toml".into()));
-        assert_eq!(find_config_arg(&args(&["--chdir", "x", "app"])), None);
     }
 }

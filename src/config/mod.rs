@@ -1,25 +1,42 @@
-//! Settings: the command line (Gunicorn's flag names) parsed by clap, then
-//! validated into [`Settings`], the one typed value the master and workers
-//! read. Sources, lowest first: defaults → the `-c` file ([`file`]) →
-//! `FERROCORN_CMD_ARGS` → the command line (DESIGN §7).
+//! Settings (DESIGN §7). One table ([`table`]) defines each setting — its
+//! Gunicorn name, flags, type, default, environment default and doc line —
+//! and everything else is made from it: the command line ([`cli`]), the
+//! configuration file ([`file`]), the layering of sources ([`resolve`]),
+//! `--print-config` ([`print`]) and the generated docs ([`docs`]). Here the
+//! resolved values are validated into [`Settings`], the one typed value
+//! the master and the workers read.
+//!
+//! Sources, lowest first: defaults (and the environment variables that set
+//! them) → the `-c` file → `FERROCORN_CMD_ARGS`/`GUNICORN_CMD_ARGS` → the
+//! command line.
 //!
 //! Invariant: a `Settings` is valid — every range is checked here, so no
 //! other module re-validates; a bad value is a [`ConfigError`] naming the
-//! setting, and `main` maps it to exit status 78 (EX_CONFIG).
+//! setting, and `main` maps it to exit status 78 (EX_CONFIG). This module
+//! uses nothing above it (DESIGN §8): the `http` rules and `net` allow
+//! lists it fills in are theirs.
 
 pub mod bind;
+pub mod cli;
+pub mod docs;
 pub mod file;
+pub mod print;
+pub mod resolve;
+pub mod table;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 pub use bind::Bind;
+pub use file::{Location, PythonConfig, PythonValues};
+pub use resolve::{Resolved, Source};
 
-use crate::http::Limits;
+use crate::http::{HeaderMap, Limits, Rules};
+use crate::net::AllowList;
+use table::{Kind, SETTINGS, Support};
 
 /// A configuration value that cannot be used; the message names the setting.
 #[derive(Debug, thiserror::Error)]
@@ -38,196 +55,64 @@ fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
     }
 }
 
-/// `ferrocorn [OPTIONS] MODULE[:CALLABLE]` — flags and defaults as Gunicorn's.
-/// A flag given twice keeps the last value, so the command line overrides
-/// `FERROCORN_CMD_ARGS`.
-#[derive(Debug, Parser)]
-#[command(
-    name = "ferrocorn",
-    version,
-    about,
-    max_term_width = 100,
-    args_override_self = true
-)]
-struct Cli {
-    /// The WSGI application: `MODULE:CALLABLE`, `MODULE` (callable `application`),
-    /// or a factory call `MODULE:create_app()` / `MODULE:create_app("arg")`.
-    #[arg(value_name = "MODULE[:CALLABLE]")]
-    app: Option<String>,
-
-    /// The app when set by the configuration file's `wsgi_app`.
-    #[arg(long, hide = true)]
-    wsgi_app: Option<String>,
-
-    /// Configuration file (TOML, Gunicorn's setting names as keys); re-read on HUP.
-    #[arg(short, long, value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    /// Address to listen on, repeatable: HOST:PORT, HOST (port 8000), [::1]:PORT,
-    /// unix:PATH or fd://N. Ignored when systemd passes sockets (LISTEN_FDS).
-    #[arg(short, long = "bind", value_name = "ADDRESS")]
-    bind: Vec<String>,
-
-    /// Number of worker processes.
-    #[arg(short, long, env = "WEB_CONCURRENCY", default_value_t = 1)]
-    workers: usize,
-
-    /// Application threads per worker; 1 calls the app on the I/O thread.
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
-
-    /// Change to this directory before loading the app (it is put on sys.path).
-    #[arg(long, value_name = "DIR")]
-    chdir: Option<PathBuf>,
-
-    /// Comma-separated directories to put at the front of sys.path.
-    #[arg(long, value_name = "DIR[,DIR]", value_delimiter = ',')]
-    pythonpath: Vec<PathBuf>,
-
-    /// Run the workers with this virtualenv's interpreter, DIR/bin/python.
-    #[arg(long, value_name = "DIR")]
-    virtualenv: Option<PathBuf>,
-
-    /// Run the workers with this Python interpreter (a path, or a name
-    /// looked up on PATH); it wins over every virtualenv.
-    #[arg(long, value_name = "PATH")]
-    python: Option<PathBuf>,
-
-    /// Seconds a request may run before its worker is aborted (tracebacks
-    /// logged) and replaced; also how long a client may stall; 0 = no limit.
-    #[arg(short, long, value_name = "SECS", default_value_t = 30)]
-    timeout: u64,
-
-    /// Import the app once, before forking the workers, so they share its
-    /// memory copy-on-write (a zygote per generation: HUP still loads new code).
-    #[arg(long)]
-    preload: bool,
-
-    /// Restart a worker gracefully after this many requests; 0 = never.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    max_requests: u64,
-
-    /// Add a random 0..=N to --max-requests per worker, so workers do not all restart at once.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    max_requests_jitter: u64,
-
-    /// Restart a worker gracefully once its resident memory exceeds this many MiB; 0 = never.
-    #[arg(long, value_name = "MIB", default_value_t = 0)]
-    max_worker_memory: u64,
-
-    /// Seconds in-flight requests get to finish after TERM.
-    #[arg(long, value_name = "SECS", default_value_t = 30)]
-    graceful_timeout: u64,
-
-    /// Seconds an idle keep-alive connection is held open.
-    #[arg(long = "keep-alive", value_name = "SECS", default_value_t = 2)]
-    keepalive: u64,
-
-    /// Length of the listen(2) queue for sockets we bind.
-    #[arg(long, value_name = "N", default_value_t = 2048)]
-    backlog: i32,
-
-    /// Maximum open connections per worker.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    worker_connections: usize,
-
-    /// Maximum bytes of the request line; 0 = 8190 (the hard ceiling).
-    #[arg(long, value_name = "BYTES", default_value_t = 4094)]
-    limit_request_line: usize,
-
-    /// Maximum number of header field lines in a request (at most 32768).
-    #[arg(long, value_name = "N", default_value_t = 100)]
-    limit_request_fields: usize,
-
-    /// Maximum bytes of one header field line; 0 = unlimited.
-    #[arg(
-        long = "limit-request-field_size",
-        alias = "limit-request-field-size",
-        value_name = "BYTES",
-        default_value_t = 8190
-    )]
-    limit_request_field_size: usize,
-
-    /// Set an environment variable for the app, repeatable.
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
-    raw_env: Vec<String>,
-
-    /// Write the master's PID to this file (removed on exit).
-    #[arg(short, long, value_name = "FILE")]
-    pid: Option<PathBuf>,
-
-    /// Log level: debug, info, warning, error or critical.
-    #[arg(long, value_name = "LEVEL", default_value = "info")]
-    log_level: String,
-
-    /// Where logs go: auto (the journal when stderr is connected to it), stderr or journald.
-    #[arg(long, value_name = "TARGET", default_value = "auto")]
-    log_target: String,
-
-    /// Write an access log line per request to FILE; `-` sends it to the log target.
-    #[arg(long, value_name = "FILE")]
-    access_logfile: Option<PathBuf>,
-
-    /// Access log format, Gunicorn's atoms (%(h)s, %(r)s, %(s)s, ...).
-    #[arg(long, value_name = "FORMAT", default_value = DEFAULT_ACCESS_LOG_FORMAT)]
-    access_logformat: String,
-
-    /// Run as this user (name or uid) once the sockets are bound.
-    #[arg(short = 'u', long, value_name = "USER")]
-    user: Option<String>,
-
-    /// Run as this group (name or gid) once the sockets are bound.
-    #[arg(short = 'g', long, value_name = "GROUP")]
-    group: Option<String>,
-
-    /// File mode creation mask (octal, e.g. 027), set before binding.
-    #[arg(short = 'm', long, value_name = "MASK")]
-    umask: Option<String>,
-}
-
 /// Validated settings; Gunicorn's setting names, durations in seconds.
 ///
 /// The master hands them to every worker it starts (serialised in the boot
-/// description, see [`crate::boot`]), so a worker runs with exactly its
+/// description, see `crate::boot`), so a worker runs with exactly its
 /// generation's settings even if the file changed since.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Settings {
-    /// `MODULE[:CALLABLE]` as given (parsed by the WSGI loader).
+    /// `MODULE[:CALLABLE]` as given (parsed by the WSGI loader); with
+    /// `--paste`, the .ini file's name.
     pub app: String,
+    /// `paste`: load the app from a PasteDeploy .ini file instead.
+    pub paste: Option<Paste>,
     /// Where to listen; never empty.
     pub bind: Vec<Bind>,
+    /// listen(2) backlog.
+    pub backlog: i32,
+    /// `reuse_port`: SO_REUSEPORT on the sockets we bind.
+    pub reuse_port: bool,
     /// Worker processes, at least 1.
     pub workers: usize,
-    /// App threads per worker, at least 1.
+    /// `worker_class` as given, after Gunicorn's aliases (`sync`, `gthread`, `gevent`...).
+    pub worker_class: String,
+    /// App threads per worker, 1 to [`MAX_THREADS`] (the worker class's mapping applied).
     pub threads: usize,
-    /// Directory to change into first, if any.
-    pub chdir: Option<PathBuf>,
-    /// Extra sys.path entries, in order.
-    pub pythonpath: Vec<PathBuf>,
-    /// Virtualenv root (holds `pyvenv.cfg`) from `--virtualenv`, if any.
-    pub virtualenv: Option<PathBuf>,
-    /// The workers' interpreter from `--python`, if any.
-    pub python: Option<PathBuf>,
-    /// How long a request may run (and a client may stall); `None` = unlimited.
-    pub timeout: Option<Duration>,
-    /// Import the app in a zygote that forks the workers (`--preload`).
-    pub preload: bool,
+    /// Open connections per worker.
+    pub worker_connections: usize,
     /// Requests before a worker restarts; 0 = never.
     pub max_requests: u64,
     /// Random extra requests per worker, `0..=jitter`.
     pub max_requests_jitter: u64,
     /// RSS ceiling per worker in bytes; `None` = none.
     pub max_worker_memory: Option<u64>,
+    /// How long a request may run (and a client may stall); `None` = unlimited.
+    pub timeout: Option<Duration>,
     /// Time in-flight requests get after TERM.
     pub graceful_timeout: Duration,
     /// Idle keep-alive time.
     pub keepalive: Duration,
-    /// listen(2) backlog.
-    pub backlog: i32,
-    /// Open connections per worker.
-    pub worker_connections: usize,
-    /// Request head limits.
-    pub limits: Limits,
+    /// How request heads are parsed: limits and Gunicorn's `permit_*` switches.
+    pub rules: Rules,
+    /// Who may set forwarding headers, and which.
+    pub proxy: Proxy,
+    /// Import the app in a zygote that forks the workers (`--preload`).
+    pub preload: bool,
+    /// `sendfile`: send `wsgi.file_wrapper` files with sendfile(2).
+    pub sendfile: bool,
+    /// Directory to change into first, if any.
+    pub chdir: Option<PathBuf>,
+    /// `daemon`: detach from the terminal.
+    pub daemon: bool,
+    /// `enable_stdio_inheritance`: a daemon keeps its stdio.
+    pub stdio_inheritance: bool,
+    /// Extra sys.path entries, in order.
+    pub pythonpath: Vec<PathBuf>,
+    /// Virtualenv root (holds `pyvenv.cfg`) from `--virtualenv`, if any.
+    pub virtualenv: Option<PathBuf>,
+    /// The workers' interpreter from `--python`, if any.
+    pub python: Option<PathBuf>,
     /// Extra environment for the app, `(key, value)`.
     pub raw_env: Vec<(String, String)>,
     /// PID file path.
@@ -235,12 +120,35 @@ pub struct Settings {
     /// Lowest level logged, from `--log-level`.
     #[serde(with = "level_name")]
     pub log_level: tracing::Level,
-    /// Where logs go.
+    /// Where the error log goes when it is not a file.
     pub log_target: LogTarget,
+    /// `errorlog`: the error log file; `None` = `-` (the log target).
+    pub error_log: Option<PathBuf>,
+    /// `capture_output`: the app's stdout and stderr go to the error log file.
+    pub capture_output: bool,
+    /// How the app's Python logging is configured, if at all.
+    pub log_config: Option<LogConfig>,
     /// Access log destination; `None` = off.
     pub access_log: Option<AccessLog>,
     /// Access log format (Gunicorn's `access_log_format`).
     pub access_log_format: String,
+    /// StatsD metrics, if `statsd_host` is set.
+    pub statsd: Option<Statsd>,
+    /// `metrics_bind`: where to serve Prometheus metrics.
+    pub metrics_bind: Vec<Bind>,
+    /// `control_socket`: where to serve `ferrocorn status`.
+    pub control_socket: Option<PathBuf>,
+    /// `control_socket_disable`.
+    pub control_socket_disable: bool,
+    /// `control_socket_mode`: the mode of a control socket we create.
+    pub control_socket_mode: u32,
+    /// The name in process titles (`proc_name`, else `default_proc_name`,
+    /// else the app).
+    pub proc_name: String,
+    /// `reload`: watch the app's files and reload on change.
+    pub reload: bool,
+    /// `reload_extra_files`.
+    pub reload_extra_files: Vec<PathBuf>,
     /// Uid to switch to after binding (the master's business: workers
     /// start with it already).
     #[serde(skip)]
@@ -248,14 +156,104 @@ pub struct Settings {
     /// Gid to switch to after binding.
     #[serde(skip)]
     pub group: Option<nix::unistd::Gid>,
-    /// umask(2) value to set at start.
-    pub umask: Option<u32>,
-    /// The configuration file, absolute, if one was given.
-    pub config: Option<PathBuf>,
-    /// `argv[0]`, the environment's arguments and the command line's, as
-    /// parsed: with the file, what a reload parses again.
+    /// `initgroups`: also the user's supplementary groups.
+    pub initgroups: bool,
+    /// umask(2) value while creating sockets and files (Gunicorn's default 0).
+    pub umask: u32,
+    /// `check_config`: check, import the app and exit.
+    pub check_config: bool,
+    /// `print_config`: print the resolved settings and exit.
+    pub print_config: bool,
+    /// The configuration file, if one was read.
+    pub config: Option<Location>,
+    /// What to parse again on HUP.
     #[serde(skip)]
-    cmdline: Vec<OsString>,
+    sources: Sources,
+}
+
+/// The arguments a reload parses again, with the file, and what they gave.
+#[derive(Debug, Clone, Default)]
+struct Sources {
+    /// The command line, without the program name.
+    args: Vec<OsString>,
+    /// `FERROCORN_CMD_ARGS`/`GUNICORN_CMD_ARGS` as read at start.
+    cmd_args: Option<(&'static str, Vec<OsString>)>,
+    /// The values these settings were made from.
+    resolved: Option<Resolved>,
+}
+
+/// `paste`: a PasteDeploy application.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Paste {
+    /// The .ini file, absolute.
+    pub path: PathBuf,
+    /// The app section's name (`FILE#NAME`; `main` by default).
+    pub name: String,
+    /// `raw_paste_global_conf`: `(key, value)` for the file's globals.
+    pub global: Vec<(String, String)>,
+}
+
+/// Trust in forwarding headers (Gunicorn's proxy settings).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proxy {
+    /// `forwarded_allow_ips`.
+    pub forwarded_allow: AllowList,
+    /// `secure_scheme_headers`: upper-case name and exact value.
+    pub secure_scheme_headers: Vec<(String, String)>,
+    /// `forwarder_headers`: upper-case names (`*` = any).
+    pub forwarder_headers: Vec<String>,
+    /// `header_map`.
+    pub header_map: HeaderMap,
+    /// `proxy_protocol`.
+    pub proxy_protocol: ProxyProtocol,
+    /// `proxy_allow_ips`.
+    pub proxy_allow: AllowList,
+}
+
+/// `proxy_protocol`: which PROXY protocol header each connection starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProxyProtocol {
+    /// None (`off`).
+    Off,
+    /// The text header (`v1`).
+    V1,
+    /// The binary header (`v2`).
+    V2,
+    /// Either (`auto`, or the flag alone).
+    Auto,
+}
+
+/// The app's Python logging configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum LogConfig {
+    /// `logconfig`: a `logging.config.fileConfig` file.
+    File(PathBuf),
+    /// `logconfig_json`: a JSON file holding a `dictConfig` dictionary.
+    Json(PathBuf),
+    /// `logconfig_dict`: the dictionary, as JSON text.
+    Dict(String),
+}
+
+/// Where StatsD metrics go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Statsd {
+    /// `statsd_host`: `HOST:PORT` (UDP) or `unix://PATH` (a datagram socket).
+    pub target: StatsdTarget,
+    /// `statsd_prefix`, with its trailing `.` (or empty).
+    pub prefix: String,
+    /// `dogstatsd_tags`, as given (empty: none).
+    pub tags: String,
+    /// `enable_backlog_metric`.
+    pub backlog: bool,
+}
+
+/// A StatsD server's address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatsdTarget {
+    /// UDP to this host and port (resolved when sending starts).
+    Udp(String, u16),
+    /// A UNIX datagram socket.
+    Unix(PathBuf),
 }
 
 /// `--log-target`.
@@ -272,8 +270,8 @@ pub enum LogTarget {
 /// `--access-logfile`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AccessLog {
-    /// `-`: through the log target (stderr or the journal, with fields).
-    LogTarget,
+    /// `-`: stdout, as Gunicorn (native journal entries when stdout is the journal).
+    Stdout,
     /// Appended to this file.
     File(PathBuf),
 }
@@ -281,6 +279,11 @@ pub enum AccessLog {
 /// Most app threads per worker (`threads`): each has a scoreboard entry
 /// the master watches, and the scoreboard is sized by this.
 pub const MAX_THREADS: usize = 256;
+
+/// App threads for the greenlet worker classes (gevent, eventlet), which
+/// ferrocorn runs on threads: at most this many, fewer if
+/// `worker_connections` is lower.
+pub const GREEN_THREADS: usize = 64;
 
 /// Gunicorn's default `access_log_format`.
 pub const DEFAULT_ACCESS_LOG_FORMAT: &str =
@@ -304,140 +307,212 @@ mod level_name {
 const MAX_REQUEST_LINE: usize = 8190;
 const MAX_HEADERS: usize = 32768;
 
+/// The settings with what goes with them.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated settings.
+    pub settings: Settings,
+    /// Every value with its source (for `--print-config`).
+    pub resolved: Resolved,
+    /// Lines to log as warnings once logging is up: settings accepted with
+    /// another meaning, the worker class mapped, hooks not run.
+    pub warnings: Vec<String>,
+}
+
 impl Settings {
-    /// Parse the command line and validate it.
+    /// Parse `argv` (the program name first) with the configuration file's
+    /// settings below it and the arguments of `FERROCORN_CMD_ARGS` (or
+    /// Gunicorn's `GUNICORN_CMD_ARGS`) in between, so a systemd
+    /// `EnvironmentFile=` can carry the settings and flags given on the
+    /// command line win. `python` runs a `gunicorn.conf.py`.
     ///
     /// Errors: clap's own (usage, `--help`, `--version`, which the caller
-    /// prints), or a [`ConfigError`] for a value out of range.
-    pub fn from_args<I, T>(args: I) -> Result<Result<Settings, ConfigError>, clap::Error>
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<OsString> + Clone,
-    {
-        let cli = Cli::try_parse_from(args)?;
-        Ok(Settings::validate(cli))
-    }
-
-    /// Parse `argv` with the configuration file's settings before it and
-    /// the arguments of `FERROCORN_CMD_ARGS` (or Gunicorn's
-    /// `GUNICORN_CMD_ARGS`) in between, so a systemd `EnvironmentFile=` can
-    /// carry the settings and flags given on the command line win.
-    ///
-    /// Errors: as [`Settings::from_args`]; an unreadable or invalid file and
-    /// badly quoted environment arguments are a [`ConfigError`].
-    pub fn from_env_and_args(
+    /// prints), or a [`ConfigError`]: a value out of range, a refused
+    /// setting, an unreadable or invalid file, badly quoted environment
+    /// arguments.
+    pub fn load(
         argv: Vec<OsString>,
-    ) -> Result<Result<Settings, ConfigError>, clap::Error> {
-        let mut argv = argv.into_iter();
-        let mut cmdline: Vec<OsString> = argv.next().into_iter().collect();
+        python: &dyn PythonConfig,
+    ) -> Result<Result<Loaded, ConfigError>, clap::Error> {
+        let args: Vec<OsString> = argv.into_iter().skip(1).collect();
+        let mut cmd_args = None;
         for var in ["FERROCORN_CMD_ARGS", "GUNICORN_CMD_ARGS"] {
             let Ok(value) = std::env::var(var) else {
                 continue;
             };
             match shlex::split(&value) {
-                Some(words) => cmdline.extend(words.into_iter().map(OsString::from)),
+                Some(words) => {
+                    cmd_args = Some((var, words.into_iter().map(OsString::from).collect()))
+                }
                 None => return Ok(Err(bad("cmd_args", format!("{var}: unbalanced quotes")))),
             }
             break;
         }
-        cmdline.extend(argv);
-        let config = file::find_config_arg(&cmdline[1..]).map(|c| {
-            let c = PathBuf::from(c);
-            std::path::absolute(&c).unwrap_or(c)
-        });
-        Settings::parse_with_file(cmdline, config)
+        Settings::load_sources(
+            Sources {
+                args,
+                cmd_args,
+                resolved: None,
+            },
+            python,
+        )
     }
 
-    fn parse_with_file(
-        cmdline: Vec<OsString>,
-        config: Option<PathBuf>,
-    ) -> Result<Result<Settings, ConfigError>, clap::Error> {
-        let file_args = match &config {
-            Some(path) => match file::to_args(path) {
-                Ok(args) => args,
+    fn load_sources(
+        sources: Sources,
+        python: &dyn PythonConfig,
+    ) -> Result<Result<Loaded, ConfigError>, clap::Error> {
+        let cli = match cli::parse(&sources.args, Source::CommandLine)? {
+            Ok(p) => p.layer,
+            Err(e) => return Ok(Err(e)),
+        };
+        let env = match &sources.cmd_args {
+            Some((var, words)) => match cli::parse(words, Source::CmdArgs(var))? {
+                Ok(p) => Some(p.layer),
                 Err(e) => return Ok(Err(e)),
             },
-            None => Vec::new(),
+            None => None,
         };
-        let all = cmdline[..1]
-            .iter()
-            .chain(&file_args)
-            .chain(&cmdline[1..])
-            .cloned();
-        Ok(Settings::from_args(all)?.map(|mut s| {
-            s.config = config;
-            s.cmdline = cmdline;
-            s
-        }))
+        let given = [Some(&cli), env.as_ref()]
+            .into_iter()
+            .flatten()
+            .find_map(|l| {
+                l.values
+                    .get("config")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string)
+            });
+        let location = file::locate(given.as_deref());
+        let mut warnings = Vec::new();
+        let mut layers = Vec::new();
+        if let Some(location) = &location {
+            match file::load(location, python) {
+                Ok(loaded) => {
+                    layers.push(loaded.layer);
+                    warnings.extend(loaded.warnings);
+                }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        layers.extend(env);
+        layers.push(cli);
+        Ok((|| {
+            let resolved = Resolved::new(&layers)?;
+            Settings::from_resolved(resolved, location, sources, warnings)
+        })())
     }
 
-    /// Parse the same sources again (HUP): the file may have changed.
+    fn from_resolved(
+        resolved: Resolved,
+        location: Option<Location>,
+        mut sources: Sources,
+        mut warnings: Vec<String>,
+    ) -> Result<Loaded, ConfigError> {
+        let mut settings = Settings::validate(&resolved, &mut warnings)?;
+        settings.config = location;
+        sources.resolved = Some(resolved.clone());
+        settings.sources = sources;
+        Ok(Loaded {
+            settings,
+            resolved,
+            warnings,
+        })
+    }
+
+    /// Parse the same sources again (HUP): the file may have changed. What
+    /// only a restart can change ([`table::Reload::Restart`]) keeps its
+    /// current value; those that changed are named in the warnings.
     ///
     /// Errors: a message naming what is now wrong.
-    pub fn reread(&self) -> Result<Settings, String> {
-        match Settings::parse_with_file(self.cmdline.clone(), self.config.clone()) {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(e.to_string().trim().to_string()),
+    pub fn reread(&self, python: &dyn PythonConfig) -> Result<Loaded, String> {
+        let sources = Sources {
+            resolved: None,
+            ..self.sources.clone()
+        };
+        let fresh = match Settings::load_sources(sources.clone(), python) {
+            Ok(Ok(loaded)) => loaded,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(e) => return Err(e.to_string().trim().to_string()),
+        };
+        let Some(current) = &self.sources.resolved else {
+            return Ok(fresh);
+        };
+        let mut warnings = fresh.warnings;
+        let mut merged = fresh.resolved;
+        for name in restart_only() {
+            if merged.get(name) != current.get(name) {
+                warnings.push(format!(
+                    "Reload: {name} changed; it takes effect at the next restart"
+                ));
+                merged.keep(name, current);
+            }
         }
+        Settings::from_resolved(merged, self.config.clone(), sources, warnings)
+            .map_err(|e| e.to_string())
     }
 
-    fn validate(cli: Cli) -> Result<Settings, ConfigError> {
-        let Some(app) = cli.app.or(cli.wsgi_app) else {
-            return Err(bad(
-                "wsgi_app",
-                "no application: give MODULE[:CALLABLE] or wsgi_app in the config file",
-            ));
+    fn validate(r: &Resolved, warnings: &mut Vec<String>) -> Result<Settings, ConfigError> {
+        check_support(r, warnings)?;
+        let paste = paste(r)?;
+        let app = match (r.str("wsgi_app"), &paste) {
+            (Some(app), _) if !app.trim().is_empty() && !app.starts_with(':') => app.to_string(),
+            (Some(_), _) => return Err(bad("wsgi_app", "expected MODULE[:CALLABLE]")),
+            (None, Some(p)) => p.path.display().to_string(),
+            (None, None) => {
+                return Err(bad(
+                    "wsgi_app",
+                    "no application: give MODULE[:CALLABLE], --paste FILE.ini, or wsgi_app in \
+                     the configuration file",
+                ));
+            }
         };
-        if app.trim().is_empty() || app.starts_with(':') {
-            return Err(bad("wsgi_app", "expected MODULE[:CALLABLE]"));
-        }
-        if cli.workers == 0 {
+        let workers: usize = r.number("workers")?;
+        if workers == 0 {
             return Err(bad("workers", "must be at least 1"));
         }
-        if cli.threads == 0 || cli.threads > MAX_THREADS {
-            return Err(bad("threads", format!("must be 1 to {MAX_THREADS}")));
-        }
-        if cli.worker_connections == 0 {
+        let worker_connections: usize = r.number("worker_connections")?;
+        if worker_connections == 0 {
             return Err(bad("worker_connections", "must be at least 1"));
         }
-        if cli.backlog <= 0 {
+        let (worker_class, threads) = worker_class(r, worker_connections, warnings)?;
+        let backlog: i32 = r.number("backlog")?;
+        if backlog == 0 {
             return Err(bad("backlog", "must be at least 1"));
         }
-        let bind = if cli.bind.is_empty() {
-            vec!["127.0.0.1:8000".to_string()]
-        } else {
-            cli.bind
+        let binds = |name: &'static str| -> Result<Vec<Bind>, ConfigError> {
+            r.list(name)
+                .iter()
+                .map(|b| {
+                    b.parse::<Bind>()
+                        .map_err(|e| bad(name, format!("{b:?}: {e} (from {})", r.source(name))))
+                })
+                .collect()
         };
-        let bind = bind
-            .iter()
-            .map(|b| {
-                b.parse::<Bind>()
-                    .map_err(|e| bad("bind", format!("{b:?}: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let request_line = match cli.limit_request_line {
+        let bind = binds("bind")?;
+        if bind.is_empty() {
+            return Err(bad("bind", "no address to listen on"));
+        }
+        let request_line = match r.number::<usize>("limit_request_line")? {
             0 => MAX_REQUEST_LINE,
             n => n.min(MAX_REQUEST_LINE),
         };
-        if cli.limit_request_fields > MAX_HEADERS {
+        let fields: usize = r.number("limit_request_fields")?;
+        if fields > MAX_HEADERS {
             return Err(bad(
                 "limit_request_fields",
-                format!(
-                    "{} is above the maximum {MAX_HEADERS}",
-                    cli.limit_request_fields
-                ),
+                format!("{fields} is above the maximum {MAX_HEADERS}"),
             ));
         }
-        let raw_env = cli
-            .raw_env
+        let raw_env = r
+            .list("raw_env")
             .iter()
             .map(|kv| match kv.split_once('=') {
                 Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
                 _ => Err(bad("raw_env", format!("{kv:?} is not KEY=VALUE"))),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let log_level = match cli.log_level.to_ascii_lowercase().as_str() {
+        let level = r.str("loglevel").unwrap_or("info").to_ascii_lowercase();
+        let log_level = match level.as_str() {
             "debug" => tracing::Level::DEBUG,
             "info" => tracing::Level::INFO,
             "warning" | "warn" => tracing::Level::WARN,
@@ -449,8 +524,7 @@ impl Settings {
                 ));
             }
         };
-        let virtualenv = cli.virtualenv.filter(|v| !v.as_os_str().is_empty());
-        let log_target = match cli.log_target.as_str() {
+        let log_target = match r.str("log_target").unwrap_or("auto") {
             "auto" => LogTarget::Auto,
             "stderr" => LogTarget::Stderr,
             "journald" => LogTarget::Journald,
@@ -461,15 +535,17 @@ impl Settings {
                 ));
             }
         };
-        let access_log = cli.access_logfile.map(|p| {
+        let path = |name: &str| r.str(name).filter(|p| !p.is_empty()).map(PathBuf::from);
+        let access_log = path("accesslog").map(|p| {
             if p.as_os_str() == "-" {
-                AccessLog::LogTarget
+                AccessLog::Stdout
             } else {
                 AccessLog::File(p)
             }
         });
-        let user = cli.user.as_deref().map(resolve_user).transpose()?;
-        let group = match cli.group.as_deref() {
+        let error_log = path("errorlog").filter(|p| p.as_os_str() != "-");
+        let user = r.str("user").map(resolve_user).transpose()?;
+        let group = match r.str("group") {
             Some(g) => Some(resolve_group(g)?),
             // As Gunicorn: the user's primary group unless one is named.
             None => match user {
@@ -480,53 +556,359 @@ impl Settings {
                 None => None,
             },
         };
-        let umask = cli
-            .umask
-            .as_deref()
-            .map(|m| {
-                let digits = m.strip_prefix("0o").unwrap_or(m);
-                u32::from_str_radix(digits, 8)
-                    .ok()
-                    .filter(|&v| v <= 0o777)
-                    .ok_or_else(|| bad("umask", format!("{m:?}: expected an octal mode like 027")))
-            })
-            .transpose()?;
+        let umask = mode(r, "umask")?;
+        let control_socket_mode = mode(r, "control_socket_mode")?;
+        let daemon = r.flag("daemon");
+        if daemon && std::env::var_os("NOTIFY_SOCKET").is_some() {
+            return Err(bad(
+                "daemon",
+                "refused under systemd (NOTIFY_SOCKET is set): systemd supervises the process \
+                 itself and would lose track of a daemon; drop --daemon and use Type=notify",
+            ));
+        }
+        let proc_name = r
+            .str("proc_name")
+            .or(r.str("default_proc_name"))
+            .unwrap_or(&app)
+            .to_string();
+        let timeout = r.int("timeout");
         Ok(Settings {
-            app,
+            paste,
             bind,
-            workers: cli.workers,
-            threads: cli.threads,
-            chdir: cli.chdir,
-            pythonpath: cli.pythonpath,
-            virtualenv,
-            python: cli.python.filter(|p| !p.as_os_str().is_empty()),
-            timeout: (cli.timeout > 0).then(|| Duration::from_secs(cli.timeout)),
-            preload: cli.preload,
-            max_requests: cli.max_requests,
-            max_requests_jitter: cli.max_requests_jitter,
-            max_worker_memory: (cli.max_worker_memory > 0).then_some(cli.max_worker_memory << 20),
-            graceful_timeout: Duration::from_secs(cli.graceful_timeout),
-            keepalive: Duration::from_secs(cli.keepalive),
-            backlog: cli.backlog,
-            worker_connections: cli.worker_connections,
-            limits: Limits {
-                request_line,
-                fields: cli.limit_request_fields,
-                field_size: cli.limit_request_field_size,
+            backlog,
+            reuse_port: r.flag("reuse_port"),
+            workers,
+            worker_class,
+            threads,
+            worker_connections,
+            max_requests: r.number("max_requests")?,
+            max_requests_jitter: r.number("max_requests_jitter")?,
+            max_worker_memory: Some(r.number::<u64>("max_worker_memory")? << 20).filter(|&b| b > 0),
+            timeout: (timeout > 0).then(|| Duration::from_secs(timeout as u64)),
+            graceful_timeout: Duration::from_secs(r.number("graceful_timeout")?),
+            keepalive: Duration::from_secs(r.number("keepalive")?),
+            rules: Rules {
+                limits: Limits {
+                    request_line,
+                    fields,
+                    field_size: r.number("limit_request_field_size")?,
+                },
+                obsolete_folding: r.flag("permit_obsolete_folding"),
+                unconventional_method: r.flag("permit_unconventional_http_method"),
+                unconventional_version: r.flag("permit_unconventional_http_version"),
+                casefold_method: r.flag("casefold_http_method"),
             },
+            proxy: proxy(r)?,
+            preload: r.flag("preload_app"),
+            sendfile: r.flag("sendfile"),
+            chdir: path("chdir"),
+            daemon,
+            stdio_inheritance: r.flag("enable_stdio_inheritance"),
+            pythonpath: r
+                .list("pythonpath")
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
+            virtualenv: path("virtualenv"),
+            python: path("python"),
             raw_env,
-            pidfile: cli.pid,
+            pidfile: path("pidfile"),
             log_level,
             log_target,
+            error_log,
+            capture_output: r.flag("capture_output"),
+            log_config: log_config(r)?,
             access_log,
-            access_log_format: cli.access_logformat,
+            access_log_format: r.str("access_log_format").unwrap_or_default().to_string(),
+            statsd: statsd(r)?,
+            metrics_bind: binds("metrics_bind")?,
+            control_socket: path("control_socket"),
+            control_socket_disable: r.flag("control_socket_disable"),
+            control_socket_mode,
+            proc_name,
+            reload: r.flag("reload"),
+            reload_extra_files: r
+                .list("reload_extra_files")
+                .into_iter()
+                .map(PathBuf::from)
+                .collect(),
             user,
             group,
+            initgroups: r.flag("initgroups"),
             umask,
+            check_config: r.flag("check_config"),
+            print_config: r.flag("print_config"),
+            app,
             config: None,
-            cmdline: Vec::new(),
+            sources: Sources::default(),
         })
     }
+}
+
+/// Refuse the settings ferrocorn does not do, and warn about those it
+/// accepts with another meaning (never a silent ignore).
+fn check_support(r: &Resolved, warnings: &mut Vec<String>) -> Result<(), ConfigError> {
+    for (s, value, source) in r.iter() {
+        if matches!(source, Source::Default) {
+            continue;
+        }
+        let shown = match (s.kind, value) {
+            (Kind::Bool | Kind::NegBool, _) | (_, None) => String::new(),
+            (_, Some(v)) => format!(" {}", print::value_text(v)),
+        };
+        match s.support {
+            Support::Refused { reason, allowed } => {
+                let harmless = value.is_none_or(|v| {
+                    allowed.contains(&print::plain_text(v).as_str())
+                        || resolve::default_value(s).as_ref() == Some(v) && !allowed.is_empty()
+                });
+                if !harmless {
+                    let flag = s.long().unwrap_or(s.name);
+                    return Err(bad(
+                        s.name,
+                        format!("{flag}{shown} (from {source}) is not supported: {reason}"),
+                    ));
+                }
+            }
+            // Hooks are named together, by the file that defines them.
+            Support::Accepted(meaning)
+                if s.kind != Kind::Hook && resolve::default_value(s).as_ref() != value =>
+            {
+                warnings.push(format!(
+                    "{}{shown} (from {source}): {meaning}",
+                    s.long().unwrap_or(s.name)
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `worker_class` and `threads` (Gunicorn: the sync class with more than
+/// one thread is gthread). The greenlet classes run on app threads.
+fn worker_class(
+    r: &Resolved,
+    worker_connections: usize,
+    warnings: &mut Vec<String>,
+) -> Result<(String, usize), ConfigError> {
+    let given = r.str("worker_class").unwrap_or("sync");
+    let threads: usize = r.number("threads")?;
+    if threads == 0 || threads > MAX_THREADS {
+        return Err(bad("threads", format!("must be 1 to {MAX_THREADS}")));
+    }
+    let class = canonical_worker_class(given);
+    match class.as_str() {
+        "sync" | "gthread" => Ok((class, threads)),
+        "gevent" | "eventlet" | "gevent_wsgi" | "gevent_pywsgi" => {
+            let mapped = if r.is_set("threads") && threads > 1 {
+                threads
+            } else {
+                worker_connections.clamp(1, GREEN_THREADS)
+            };
+            warnings.push(format!(
+                "worker_class {given:?} is run as {mapped} app threads per worker: ferrocorn has \
+                 no greenlets, so the app is not monkey-patched and each concurrent request \
+                 holds a thread (min(worker_connections, {GREEN_THREADS}), or --threads)"
+            ));
+            Ok((class, mapped))
+        }
+        "tornado" => Err(bad(
+            "worker_class",
+            "tornado is not supported: ferrocorn serves WSGI apps; serve a Tornado app with \
+             its own server behind nginx",
+        )),
+        "asgi" => Err(bad(
+            "worker_class",
+            "asgi is not supported: ferrocorn serves WSGI (PEP 3333) only; serve ASGI apps \
+             with uvicorn or Gunicorn's asgi worker",
+        )),
+        other if other.starts_with("uvicorn") => Err(bad(
+            "worker_class",
+            format!(
+                "{other} is an ASGI worker class: ferrocorn serves WSGI (PEP 3333) only; serve \
+                 ASGI apps with uvicorn"
+            ),
+        )),
+        other => Err(bad(
+            "worker_class",
+            format!(
+                "{other:?} is not supported: ferrocorn's workers are its own (Rust); use sync \
+                 or gthread (--threads N)"
+            ),
+        )),
+    }
+}
+
+/// Gunicorn's spellings of its own classes (`gunicorn.workers.ggevent.GeventWorker`,
+/// `egg:gunicorn#gevent`) as their short names.
+fn canonical_worker_class(given: &str) -> String {
+    let short = given.strip_prefix("egg:gunicorn#").unwrap_or(given).trim();
+    let known = [
+        ("gunicorn.workers.sync.SyncWorker", "sync"),
+        ("gunicorn.workers.gthread.ThreadWorker", "gthread"),
+        ("gunicorn.workers.ggevent.GeventWorker", "gevent"),
+        (
+            "gunicorn.workers.ggevent.GeventPyWSGIWorker",
+            "gevent_pywsgi",
+        ),
+        ("gunicorn.workers.geventlet.EventletWorker", "eventlet"),
+        ("gunicorn.workers.gtornado.TornadoWorker", "tornado"),
+    ];
+    known
+        .iter()
+        .find(|(path, _)| *path == short)
+        .map_or(short.to_ascii_lowercase(), |(_, name)| (*name).to_string())
+}
+
+fn proxy(r: &Resolved) -> Result<Proxy, ConfigError> {
+    let allow = |name: &'static str| {
+        AllowList::parse(&r.list(name))
+            .map_err(|e| bad(name, format!("{e} (from {})", r.source(name))))
+    };
+    let secure_scheme_headers = match r.get("secure_scheme_headers") {
+        Some(resolve::Value::Table(t)) => t
+            .iter()
+            .map(|(k, v)| match v.as_str() {
+                Some(v) => Ok((k.to_ascii_uppercase(), v.to_string())),
+                None => Err(bad(
+                    "secure_scheme_headers",
+                    format!("the value of {k:?} must be a string"),
+                )),
+            })
+            .collect::<Result<_, _>>()?,
+        _ => Vec::new(),
+    };
+    let header_map = match r.str("header_map").unwrap_or("drop") {
+        "drop" => HeaderMap::Drop,
+        "refuse" => HeaderMap::Refuse,
+        "dangerous" => HeaderMap::Dangerous,
+        other => {
+            return Err(bad(
+                "header_map",
+                format!("{other:?}: expected drop, refuse or dangerous"),
+            ));
+        }
+    };
+    let proxy_protocol = match r.str("proxy_protocol").unwrap_or("off") {
+        "off" | "false" => ProxyProtocol::Off,
+        "v1" => ProxyProtocol::V1,
+        "v2" => ProxyProtocol::V2,
+        "auto" | "true" => ProxyProtocol::Auto,
+        other => {
+            return Err(bad(
+                "proxy_protocol",
+                format!("{other:?}: expected off, v1, v2 or auto"),
+            ));
+        }
+    };
+    Ok(Proxy {
+        forwarded_allow: allow("forwarded_allow_ips")?,
+        secure_scheme_headers,
+        forwarder_headers: r
+            .list("forwarder_headers")
+            .iter()
+            .map(|h| h.to_ascii_uppercase())
+            .collect(),
+        header_map,
+        proxy_protocol,
+        proxy_allow: allow("proxy_allow_ips")?,
+    })
+}
+
+fn paste(r: &Resolved) -> Result<Option<Paste>, ConfigError> {
+    let Some(spec) = r.str("paste").filter(|s| !s.is_empty()) else {
+        return Ok(None);
+    };
+    let spec = spec.strip_prefix("config:").unwrap_or(spec);
+    let (file, name) = match spec.split_once('#') {
+        Some((file, name)) => (file, name.to_string()),
+        None => (spec, "main".to_string()),
+    };
+    let path = std::path::absolute(file).unwrap_or_else(|_| PathBuf::from(file));
+    if !path.is_file() {
+        return Err(bad("paste", format!("{}: no such file", path.display())));
+    }
+    let global = r
+        .list("raw_paste_global_conf")
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(bad(
+                "raw_paste_global_conf",
+                format!("{kv:?} is not KEY=VALUE"),
+            )),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(Some(Paste { path, name, global }))
+}
+
+fn log_config(r: &Resolved) -> Result<Option<LogConfig>, ConfigError> {
+    // Gunicorn: logconfig_dict takes precedence over the files.
+    if let Some(resolve::Value::Table(t)) = r.get("logconfig_dict") {
+        if !t.is_empty() {
+            let json =
+                serde_json::to_string(t).map_err(|e| bad("logconfig_dict", e.to_string()))?;
+            return Ok(Some(LogConfig::Dict(json)));
+        }
+    }
+    let file = |name: &'static str| -> Result<Option<PathBuf>, ConfigError> {
+        match r.str(name).filter(|p| !p.is_empty()) {
+            Some(p) => {
+                let path = std::path::absolute(p).unwrap_or_else(|_| PathBuf::from(p));
+                if !path.is_file() {
+                    return Err(bad(name, format!("{}: no such file", path.display())));
+                }
+                Ok(Some(path))
+            }
+            None => Ok(None),
+        }
+    };
+    if let Some(p) = file("logconfig_json")? {
+        return Ok(Some(LogConfig::Json(p)));
+    }
+    Ok(file("logconfig")?.map(LogConfig::File))
+}
+
+fn statsd(r: &Resolved) -> Result<Option<Statsd>, ConfigError> {
+    let Some(host) = r.str("statsd_host").filter(|h| !h.is_empty()) else {
+        return Ok(None);
+    };
+    let target = if let Some(path) = host.strip_prefix("unix://") {
+        StatsdTarget::Unix(PathBuf::from(path))
+    } else {
+        let (name, port) = host
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| {
+                bad(
+                    "statsd_host",
+                    format!("{host:?}: expected HOST:PORT or unix://PATH"),
+                )
+            })?;
+        StatsdTarget::Udp(name.to_string(), port)
+    };
+    let mut prefix = r.str("statsd_prefix").unwrap_or("").to_string();
+    if !prefix.is_empty() && !prefix.ends_with('.') {
+        prefix.push('.');
+    }
+    Ok(Some(Statsd {
+        target,
+        prefix,
+        tags: r.str("dogstatsd_tags").unwrap_or("").to_string(),
+        backlog: r.flag("enable_backlog_metric"),
+    }))
+}
+
+fn mode(r: &Resolved, name: &'static str) -> Result<u32, ConfigError> {
+    let m: u32 = r.number(name)?;
+    if m > 0o777 {
+        return Err(bad(
+            name,
+            format!("{m:#o} is not a file mode (at most 0o777)"),
+        ));
+    }
+    Ok(m)
 }
 
 /// A user by name, or a numeric uid (which need not be in the user database).
@@ -551,13 +933,32 @@ fn resolve_group(name: &str) -> Result<nix::unistd::Gid, ConfigError> {
     }
 }
 
+/// The settings that `HUP` cannot change (the table's [`table::Reload::Restart`]).
+pub fn restart_only() -> impl Iterator<Item = &'static str> {
+    SETTINGS
+        .iter()
+        .filter(|s| s.reload == table::Reload::Restart)
+        .map(|s| s.name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+    struct NoPython;
+    impl PythonConfig for NoPython {
+        fn evaluate(&self, _: &Location, _: &[&str]) -> Result<PythonValues, String> {
+            Err("no Python in unit tests".into())
+        }
+    }
+
+    fn load(args: &[&str]) -> Result<Loaded, ConfigError> {
         let argv = std::iter::once("ferrocorn").chain(args.iter().copied());
-        Settings::from_args(argv).expect("clap accepts")
+        Settings::load(argv.map(OsString::from).collect(), &NoPython).expect("clap accepts")
+    }
+
+    fn parse(args: &[&str]) -> Result<Settings, ConfigError> {
+        load(args).map(|l| l.settings)
     }
 
     #[test]
@@ -566,21 +967,18 @@ mod tests {
         assert_eq!(s.bind, vec!["127.0.0.1:8000".parse().unwrap()]);
         assert_eq!(s.threads, 1);
         assert_eq!(s.keepalive, Duration::from_secs(2));
-        assert_eq!(s.limits, Limits::default());
-    }
-
-    #[test]
-    fn field_size_flag_keeps_gunicorns_underscore() {
-        let s = parse(&["--limit-request-field_size", "100", "app"]).unwrap();
-        assert_eq!(s.limits.field_size, 100);
-        let s = parse(&["--limit-request-field-size", "200", "app"]).unwrap();
-        assert_eq!(s.limits.field_size, 200);
+        assert_eq!(s.rules, Rules::default());
+        assert_eq!(s.umask, 0);
+        assert_eq!(s.proc_name, "app:app");
+        assert!(s.sendfile);
+        assert_eq!(s.proxy.secure_scheme_headers.len(), 3);
+        assert_eq!(s.proxy.forwarder_headers, vec!["SCRIPT_NAME", "PATH_INFO"]);
     }
 
     #[test]
     fn request_line_zero_means_the_ceiling() {
         let s = parse(&["--limit-request-line", "0", "app"]).unwrap();
-        assert_eq!(s.limits.request_line, MAX_REQUEST_LINE);
+        assert_eq!(s.rules.limits.request_line, MAX_REQUEST_LINE);
     }
 
     #[test]
@@ -594,6 +992,16 @@ mod tests {
         assert_eq!(
             parse(&["--log-level", "loud", "app"]).unwrap_err().setting,
             "loglevel"
+        );
+        assert_eq!(
+            parse(&["--header-map", "x", "app"]).unwrap_err().setting,
+            "header_map"
+        );
+        assert_eq!(
+            parse(&["--forwarded-allow-ips", "10.0.0.0/33", "app"])
+                .unwrap_err()
+                .setting,
+            "forwarded_allow_ips"
         );
     }
 
@@ -609,12 +1017,76 @@ mod tests {
         let s = parse(&["-u", "root", "-g", "0", "-m", "027", "app"]).unwrap();
         assert_eq!(s.user, Some(0.into()));
         assert_eq!(s.group, Some(0.into()));
-        assert_eq!(s.umask, Some(0o027));
+        assert_eq!(s.umask, 0o027);
         assert_eq!(
             parse(&["-u", "no-such-user-x", "app"]).unwrap_err().setting,
             "user"
         );
-        assert_eq!(parse(&["-m", "999", "app"]).unwrap_err().setting, "umask");
+        assert_eq!(
+            parse(&["-m", "0o1777", "app"]).unwrap_err().setting,
+            "umask"
+        );
+    }
+
+    #[test]
+    fn worker_classes_map_or_are_refused() {
+        let s = parse(&["-k", "gthread", "--threads", "4", "app"]).unwrap();
+        assert_eq!((s.worker_class.as_str(), s.threads), ("gthread", 4));
+        let l = load(&["--worker-class=gevent", "app"]).unwrap();
+        assert_eq!(l.settings.threads, GREEN_THREADS);
+        assert!(
+            l.warnings.iter().any(|w| w.contains("gevent")),
+            "{:?}",
+            l.warnings
+        );
+        let s = parse(&[
+            "-k",
+            "gunicorn.workers.geventlet.EventletWorker",
+            "--worker-connections",
+            "8",
+            "app",
+        ])
+        .unwrap();
+        assert_eq!((s.worker_class.as_str(), s.threads), ("eventlet", 8));
+        for refused in ["tornado", "uvicorn.workers.UvicornWorker", "myapp.MyWorker"] {
+            let e = parse(&["-k", refused, "app"]).unwrap_err();
+            assert_eq!(e.setting, "worker_class", "{refused}");
+        }
+    }
+
+    #[test]
+    fn refused_settings_name_the_flag_and_the_alternative() {
+        let e = parse(&["--certfile", "/x.pem", "app"]).unwrap_err();
+        assert_eq!(e.setting, "certfile");
+        assert!(
+            e.message.contains("--certfile") && e.message.contains("nginx"),
+            "{e}"
+        );
+        // A value that means what ferrocorn does anyway is not refused.
+        assert!(parse(&["--http-protocols", "h1", "--protocol", "http", "app"]).is_ok());
+        assert_eq!(
+            parse(&["--http-protocols", "h2", "app"])
+                .unwrap_err()
+                .setting,
+            "http_protocols"
+        );
+        assert_eq!(
+            parse(&["--strip-header-spaces", "app"])
+                .unwrap_err()
+                .setting,
+            "strip_header_spaces"
+        );
+    }
+
+    #[test]
+    fn accepted_settings_warn_with_their_meaning() {
+        let l = load(&["--worker-tmp-dir", "/dev/shm", "app"]).unwrap();
+        assert!(
+            l.warnings
+                .iter()
+                .any(|w| w.contains("--worker-tmp-dir") && w.contains("scoreboard"))
+        );
+        assert!(load(&["app"]).unwrap().warnings.is_empty());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use std::fs;
 
 use super::ParseError;
 use super::body::BodyDecoder;
-use super::head::{Head, Limits, Version, parse_head};
+use super::head::{Head, Limits, Rules, Version, parse_head};
 use serde_json::Value;
 
 const CORPUS: &str = concat!(
@@ -200,13 +200,14 @@ fn decode_body(
 }
 
 /// `Ok(notes)`, or `Err(why the case fails)`.
-fn check_valid(case: &Value, data: &[u8], limits: &Limits) -> Result<String, String> {
+fn check_valid(case: &Value, data: &[u8], rules: &Rules) -> Result<String, String> {
+    let limits = &rules.limits;
     let mut notes = Vec::new();
     let expected = case["requests"].as_array().expect("requests");
     let mut pos = 0;
     for (i, exp) in expected.iter().enumerate() {
         let pre = format!("req{i}: ");
-        let (head, n) = match parse_head(&data[pos..], limits) {
+        let (head, n) = match parse_head(&data[pos..], rules) {
             Ok(Some(hn)) => hn,
             Ok(None) => return Err(format!("{pre}head incomplete")),
             Err(e) => return Err(format!("{pre}refused ({}): {e}", e.status())),
@@ -215,7 +216,7 @@ fn check_valid(case: &Value, data: &[u8], limits: &Limits) -> Result<String, Str
         // rescans the prefix).
         let step = if n <= 2048 { 1 } else { 61 };
         for cut in (0..n).step_by(step).chain(n.saturating_sub(3)..n) {
-            if let Ok(Some(_)) | Err(_) = parse_head(&data[pos..pos + cut], limits) {
+            if let Ok(Some(_)) | Err(_) = parse_head(&data[pos..pos + cut], rules) {
                 return Err(format!("{pre}prefix of {cut} bytes is not incomplete"));
             }
         }
@@ -303,8 +304,9 @@ fn check_valid(case: &Value, data: &[u8], limits: &Limits) -> Result<String, Str
 
 /// `Ok(how it was refused)`, or `Err(why that is a failure)`. Any request
 /// that parses in full fails the case: the server would run the app for it.
-fn check_invalid(name: &str, data: &[u8], limits: &Limits) -> Result<String, String> {
-    let (head, n) = match parse_head(data, limits) {
+fn check_invalid(name: &str, data: &[u8], rules: &Rules) -> Result<String, String> {
+    let limits = &rules.limits;
+    let (head, n) = match parse_head(data, rules) {
         Err(e) => return Ok(format!("head refused with {}: {e}", e.status())),
         Ok(None) if name == "invalid/001" => return Ok("head incomplete at EOF".into()),
         Ok(None) => return Err("head incomplete, not refused".into()),
@@ -320,12 +322,25 @@ fn check_invalid(name: &str, data: &[u8], limits: &Limits) -> Result<String, Str
     }
 }
 
-/// The `Limits` equivalent to a case's settings, if it needs only limits:
-/// Gunicorn's names, with the configuration's clamp of `limit_request_line`
-/// to 8190 (as `config` does, and Gunicorn's `MAX_REQUEST_LINE`).
-fn limits_for(cfg: &serde_json::Map<String, Value>) -> Option<Limits> {
-    let mut limits = Limits::default();
+/// The parser `Rules` equivalent to a case's settings, if they are all
+/// parser settings: Gunicorn's names, with the configuration's clamp of
+/// `limit_request_line` to 8190 (as `config` does, and Gunicorn's
+/// `MAX_REQUEST_LINE`). Settings about peers and the environ
+/// (`forwarded_allow_ips`, `header_map`, `proxy_protocol`) are the live
+/// corpus run's (scripts/conformance.sh).
+fn rules_for(cfg: &serde_json::Map<String, Value>) -> Option<Rules> {
+    let mut rules = Rules::default();
+    let limits = &mut rules.limits;
     for (key, value) in cfg {
+        if let Some(on) = value.as_bool() {
+            match key.as_str() {
+                "permit_obsolete_folding" => rules.obsolete_folding = on,
+                "permit_unconventional_http_method" => rules.unconventional_method = on,
+                "casefold_http_method" => rules.casefold_method = on,
+                _ => return None,
+            }
+            continue;
+        }
         let n = usize::try_from(value.as_u64()?).ok()?;
         match key.as_str() {
             "limit_request_line" => limits.request_line = if n == 0 { 8190 } else { n.min(8190) },
@@ -334,13 +349,13 @@ fn limits_for(cfg: &serde_json::Map<String, Value>) -> Option<Limits> {
             _ => return None,
         }
     }
-    Some(limits)
+    Some(rules)
 }
 
-/// Runs every case whose settings `select` maps to `Limits`; returns
+/// Runs every case whose settings `select` maps to `Rules`; returns
 /// (passed, failed names), printing one line per case.
 fn run_cases(
-    select: impl Fn(&serde_json::Map<String, Value>) -> Option<Limits>,
+    select: impl Fn(&serde_json::Map<String, Value>) -> Option<Rules>,
 ) -> (usize, Vec<String>) {
     let meta: Value = serde_json::from_str(
         &fs::read_to_string(format!("{CORPUS}/cases.json")).expect("cases.json"),
@@ -349,14 +364,14 @@ fn run_cases(
     let (mut passed, mut failures) = (0, Vec::new());
     for case in meta["cases"].as_array().expect("cases") {
         let name = case["name"].as_str().expect("name");
-        let Some(limits) = select(case["cfg"].as_object().expect("cfg")) else {
+        let Some(rules) = select(case["cfg"].as_object().expect("cfg")) else {
             continue;
         };
         let file = case["http"].as_str().expect("http");
         let data = decode_treq(&fs::read(format!("{CORPUS}/{file}")).expect("case file"));
         let outcome = match case["kind"].as_str() {
-            Some("valid") => check_valid(case, &data, &limits),
-            Some("invalid") => check_invalid(name, &data, &limits),
+            Some("valid") => check_valid(case, &data, &rules),
+            Some("invalid") => check_invalid(name, &data, &rules),
             other => Err(format!("unknown kind {other:?}")),
         };
         match outcome {
@@ -377,7 +392,7 @@ fn run_cases(
 fn gunicorn_corpus_default_cases() {
     let (passed, failures) = run_cases(|cfg| {
         if cfg.is_empty() {
-            Some(Limits::default())
+            Some(Rules::default())
         } else {
             None
         }
@@ -390,21 +405,19 @@ fn gunicorn_corpus_default_cases() {
     );
 }
 
-/// The setting-dependent cases that only change limits: they check that
-/// `Limits` means what Gunicorn's settings mean.
+/// The setting-dependent cases that only change the parser's rules (its
+/// limits, obs-fold, unconventional methods, casefolding): they check that
+/// `Rules` means what Gunicorn's settings mean.
 #[test]
-fn gunicorn_corpus_limit_cases() {
-    let (passed, failures) = run_cases(|cfg| {
-        if cfg.is_empty() {
-            None
-        } else {
-            limits_for(cfg)
-        }
-    });
+fn gunicorn_corpus_parser_setting_cases() {
+    let (passed, failures) = run_cases(|cfg| if cfg.is_empty() { None } else { rules_for(cfg) });
     println!(
-        "corpus (limit settings): {passed} passed, {} failed",
+        "corpus (parser settings): {passed} passed, {} failed",
         failures.len()
     );
     assert!(failures.is_empty(), "corpus failures: {failures:?}");
-    assert!(passed >= 5);
+    assert_eq!(
+        passed, 10,
+        "5 limit cases, 3 obs-fold, 2 unconventional methods"
+    );
 }

@@ -130,6 +130,32 @@ pub enum ParseError {
     #[error("unsupported expectation \"{0}\" (only 100-continue is)")]
     UnsupportedExpectation(String),
 
+    // ---- forwarding (Gunicorn's proxy settings; see `forwarded`) ----
+    /// Two `secure_scheme_headers` fields from a trusted proxy disagree
+    /// about the scheme (Gunicorn's `InvalidSchemeHeaders`).
+    #[error("contradictory scheme header fields (at \"{0}\")")]
+    ContradictingSchemeFields(String),
+    /// A field name with `_` under `header_map = refuse`.
+    #[error("header field name with an underscore \"{0}\" (header_map = refuse)")]
+    UnderscoreInFieldName(String),
+    /// The request path does not start with the mount point a trusted
+    /// proxy or the environment gave (Gunicorn's `ConfigurationProblem`:
+    /// 500, the deployment is wrong, not the client).
+    #[error("request path \"{path}\" does not start with SCRIPT_NAME \"{script_name}\"")]
+    PathOutsideScriptName {
+        /// The request path (escaped, truncated).
+        path: String,
+        /// The mount point.
+        script_name: String,
+    },
+    /// A malformed PROXY protocol header (Gunicorn's `InvalidProxyLine`).
+    #[error("invalid PROXY protocol header: {0}")]
+    InvalidProxyHeader(String),
+    /// A PROXY protocol header from a peer not in `proxy_allow_ips`
+    /// (Gunicorn's `ForbiddenProxyRequest`: 403).
+    #[error("PROXY protocol header from a peer not in proxy_allow_ips")]
+    ForbiddenProxyPeer,
+
     // ---- chunked body (RFC 9112 §7.1) ----
     /// A chunk-size line whose size is missing or has a non-hex byte, or has
     /// whitespace that is not followed by an extension.
@@ -203,7 +229,12 @@ impl ParseError {
             UnsupportedExpectation(_) => 417,
             UnsupportedTransferCoding(_) => 501,
             UnsupportedVersion { .. } => 505,
-            LeadingEmptyLines
+            PathOutsideScriptName { .. } => 500,
+            ForbiddenProxyPeer => 403,
+            ContradictingSchemeFields(_)
+            | UnderscoreInFieldName(_)
+            | InvalidProxyHeader(_)
+            | LeadingEmptyLines
             | BareLf
             | BareCr
             | InvalidRequestLine(_)
@@ -237,6 +268,7 @@ impl ParseError {
 pub fn reason_phrase(status: u16) -> &'static str {
     match status {
         400 => "Bad Request",
+        403 => "Forbidden",
         413 => "Content Too Large",
         414 => "URI Too Long",
         417 => "Expectation Failed",

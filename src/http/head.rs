@@ -75,6 +75,36 @@ impl Default for Limits {
     }
 }
 
+/// How heads are parsed: the limits, and Gunicorn's switches that relax
+/// its default rules (each off by default, each a setting of the same name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Rules {
+    /// The size limits.
+    pub limits: Limits,
+    /// `permit_obsolete_folding`: a field line continued on the next line
+    /// (obs-fold, RFC 9112 §5.2) is unfolded, the fold replaced by one SP,
+    /// instead of refused with 400. The continuation counts towards the
+    /// field's `limit_request_field_size`.
+    pub obsolete_folding: bool,
+    /// `permit_unconventional_http_method`: any RFC 9110 §9.1 token is a
+    /// method, not only 3 to 20 characters without lowercase or `#`.
+    pub unconventional_method: bool,
+    /// `permit_unconventional_http_version`: any `HTTP/D.D` is served, as
+    /// HTTP/1.1 from 1.1 up and as HTTP/1.0 below, instead of 505.
+    pub unconventional_version: bool,
+    /// `casefold_http_method`: the method is uppercased.
+    pub casefold_method: bool,
+}
+
+impl From<Limits> for Rules {
+    fn from(limits: Limits) -> Rules {
+        Rules {
+            limits,
+            ..Rules::default()
+        }
+    }
+}
+
 impl Limits {
     /// The field-line count in force: `fields`, or [`MAX_FIELDS`] for 0.
     pub fn max_fields(&self) -> usize {
@@ -277,24 +307,65 @@ fn split_path_query(s: &str) -> (&str, &str) {
 ///   any, starts at `buf[n]`.
 /// - `Err(e)`: the request must be refused with `e.status()`; see
 ///   [`ParseError`] for the rules (RFC 9112 §2-§7, RFC 9110 §5, §8.6, §10.1.1).
-pub fn parse_head(buf: &[u8], limits: &Limits) -> Result<Option<(Head, usize)>, ParseError> {
+pub fn parse_head(buf: &[u8], rules: &Rules) -> Result<Option<(Head, usize)>, ParseError> {
+    let limits = &rules.limits;
     let Some(start) = skip_leading_empty_line(buf)? else {
         return Ok(None);
     };
     let Some(line_len) = find_request_line(&buf[start..], limits.request_line)? else {
         return Ok(None);
     };
-    let line = parse_request_line(&buf[start..start + line_len])?;
+    let line = parse_request_line(&buf[start..start + line_len], rules)?;
     let fields_start = start + line_len + 2;
-    let Some((count, block_len)) = scan_field_lines(&buf[fields_start..], limits)? else {
+    let scan = scan_field_lines(&buf[fields_start..], limits, rules.obsolete_folding)?;
+    let Some(Scan { count, len, folded }) = scan else {
         return Ok(None);
     };
-    let end = fields_start + block_len;
+    let end = fields_start + len;
+    if folded {
+        // The head's text is a copy anyway: copy it unfolded.
+        let text = unfold(&buf[start..end], line_len + 2);
+        let line = parse_request_line(&text[..line_len], rules)?;
+        let (fields, framing) =
+            parse_field_lines(&text, &text[line_len + 2..], count, line.version)?;
+        let head = framing.into_head(&text, line, fields, rules.casefold_method)?;
+        return Ok(Some((head, end)));
+    }
     let block = &buf[fields_start..end];
     let text = &buf[start..end];
     let (fields, framing) = parse_field_lines(text, block, count, line.version)?;
-    let head = framing.into_head(text, line, fields)?;
+    let head = framing.into_head(text, line, fields, rules.casefold_method)?;
     Ok(Some((head, end)))
+}
+
+/// `head` (request line and field lines; the block starts at `block_start`)
+/// with every obs-fold — OWS, CRLF and the whitespace that starts the
+/// continuation line — replaced by one SP, as Gunicorn joins the stripped
+/// parts of a folded value.
+fn unfold(head: &[u8], block_start: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(head.len());
+    out.extend_from_slice(&head[..block_start]);
+    let block = &head[block_start..];
+    let mut i = 0;
+    while i < block.len() {
+        let folds = block[i] == b'\r'
+            && block.get(i + 1) == Some(&b'\n')
+            && matches!(block.get(i + 2), Some(b' ' | b'\t'));
+        if folds {
+            while matches!(out.last(), Some(b' ' | b'\t')) {
+                out.pop();
+            }
+            out.push(b' ');
+            i += 2;
+            while matches!(block.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+        } else {
+            out.push(block[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// RFC 9112 §2.2: one empty line before the request line is ignored (some
@@ -348,16 +419,16 @@ struct RequestLine<'a> {
 }
 
 /// `method SP request-target SP HTTP-version` (RFC 9112 §3), single spaces.
-fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
+fn parse_request_line<'a>(line: &'a [u8], rules: &Rules) -> Result<RequestLine<'a>, ParseError> {
     let malformed = || ParseError::InvalidRequestLine(snippet(line));
     let sp1 = find_byte(b' ', line).ok_or_else(malformed)?;
     let (method, after) = (&line[..sp1], &line[sp1 + 1..]);
     let sp2 = find_byte(b' ', after).ok_or_else(malformed)?;
     let (target, version) = (&after[..sp2], &after[sp2 + 1..]);
-    check_method(method)?;
+    check_method(method, rules.unconventional_method)?;
     // The version before the target, so an HTTP/2 preface ("PRI * HTTP/2.0")
     // gets 505 rather than a complaint about its target.
-    let version = parse_version(version)?;
+    let version = parse_version(version, rules.unconventional_version)?;
     check_target(target, method)?;
     Ok(RequestLine {
         method,
@@ -367,13 +438,17 @@ fn parse_request_line(line: &[u8]) -> Result<RequestLine<'_>, ParseError> {
 }
 
 /// Gunicorn 27's default method rule: an RFC 9110 §9.1 token of 3 to 20
-/// characters without lowercase letters or `#` (permit_unconventional_http_method
-/// off), compared case-sensitively.
-fn check_method(method: &[u8]) -> Result<(), ParseError> {
-    let ok = (3..=20).contains(&method.len())
-        && method
-            .iter()
-            .all(|&b| is_tchar(b) && !b.is_ascii_lowercase() && b != b'#');
+/// characters without lowercase letters or `#`, compared case-sensitively;
+/// with `permit_unconventional_http_method`, any token.
+fn check_method(method: &[u8], unconventional: bool) -> Result<(), ParseError> {
+    let ok = if unconventional {
+        !method.is_empty() && method.iter().all(|&b| is_tchar(b))
+    } else {
+        (3..=20).contains(&method.len())
+            && method
+                .iter()
+                .all(|&b| is_tchar(b) && !b.is_ascii_lowercase() && b != b'#')
+    };
     if ok {
         Ok(())
     } else {
@@ -382,7 +457,30 @@ fn check_method(method: &[u8]) -> Result<(), ParseError> {
 }
 
 /// `HTTP/` DIGIT `.` DIGIT (RFC 9112 §2.3; the name is case-sensitive).
-fn parse_version(v: &[u8]) -> Result<Version, ParseError> {
+/// With `permit_unconventional_http_version` every such version is served:
+/// as HTTP/1.1 from 1.1 up (RFC 9110 §6.2: the highest minor version we
+/// support), as HTTP/1.0 below.
+fn parse_version(v: &[u8], unconventional: bool) -> Result<Version, ParseError> {
+    if let (
+        true,
+        [
+            b'H',
+            b'T',
+            b'T',
+            b'P',
+            b'/',
+            major @ b'0'..=b'9',
+            b'.',
+            minor @ b'0'..=b'9',
+        ],
+    ) = (unconventional, v)
+    {
+        return Ok(if (major, minor) >= (&b'1', &b'1') {
+            Version::Http11
+        } else {
+            Version::Http10
+        });
+    }
     match v {
         b"HTTP/1.1" => Ok(Version::Http11),
         b"HTTP/1.0" => Ok(Version::Http10),
@@ -560,46 +658,77 @@ fn is_unreserved_or_sub_delim(b: u8) -> bool {
         )
 }
 
-/// Pre-scans the field lines that follow the request line: returns the
-/// number of field lines and the length of the block including its final
-/// empty line, or `None` if the block has not ended and still fits the
-/// limits. Refuses what httparse would let through or could not report on
-/// incomplete input: bare LF and bare CR line endings (RFC 9112 §2.2),
-/// lines starting with whitespace (obs-fold, §5.2; or whitespace before the
-/// first field line, §2.2), and the count and size limits.
-fn scan_field_lines(block: &[u8], limits: &Limits) -> Result<Option<(usize, usize)>, ParseError> {
+/// What [`scan_field_lines`] found: `count` field lines (continuation
+/// lines not counted) in `len` bytes including the final empty line;
+/// `folded` if some field was continued (obs-fold).
+struct Scan {
+    count: usize,
+    len: usize,
+    folded: bool,
+}
+
+/// Pre-scans the field lines that follow the request line, or returns
+/// `None` if the block has not ended and still fits the limits. Refuses
+/// what httparse would let through or could not report on incomplete
+/// input: bare LF and bare CR line endings (RFC 9112 §2.2), lines starting
+/// with whitespace (obs-fold, §5.2, unless `folding`; whitespace before the
+/// first field line always, §2.2), and the count and size limits (a folded
+/// field's size counts all its lines, as Gunicorn counts it).
+fn scan_field_lines(
+    block: &[u8],
+    limits: &Limits,
+    folding: bool,
+) -> Result<Option<Scan>, ParseError> {
     let max_fields = limits.max_fields();
     let size_limit = limits.field_size;
     let mut pos = 0;
     let mut count = 0;
+    let mut folded = false;
+    // Bytes of the current field's lines before this one (folding only).
+    let mut field_so_far = 0;
     loop {
         let rest = &block[pos..];
         match rest {
             [] | [b'\r'] => return Ok(None),
-            [b'\r', b'\n', ..] => return Ok(Some((count, pos + 2))),
+            [b'\r', b'\n', ..] => {
+                return Ok(Some(Scan {
+                    count,
+                    len: pos + 2,
+                    folded,
+                }));
+            }
             [b'\r', ..] => return Err(ParseError::BareCr),
             [b'\n', ..] => return Err(ParseError::BareLf),
-            [b' ' | b'\t', ..] => return Err(ParseError::ObsFold),
-            _ => {}
+            [b' ' | b'\t', ..] if !folding || count == 0 => return Err(ParseError::ObsFold),
+            [b' ' | b'\t', ..] => folded = true,
+            _ => {
+                field_so_far = 0;
+                count += 1;
+                if count > max_fields {
+                    return Err(ParseError::TooManyFields { limit: max_fields });
+                }
+            }
         }
-        count += 1;
-        if count > max_fields {
-            return Err(ParseError::TooManyFields { limit: max_fields });
+        // A line that fills what is left of `size_limit` with its CRLF has
+        // its LF at the last index of that: no need to look further.
+        let room = size_limit.saturating_sub(field_so_far);
+        let too_large = ParseError::FieldTooLarge { limit: size_limit };
+        if size_limit > 0 && room == 0 {
+            return Err(too_large);
         }
-        // A line of `size_limit` bytes with its CRLF has its LF at index
-        // size_limit - 1: no need to look further.
         let window = if size_limit == 0 {
             rest
         } else {
-            &rest[..rest.len().min(size_limit)]
+            &rest[..rest.len().min(room)]
         };
         match find_byte(b'\n', window) {
             // i >= 1: rest[0] is not LF.
-            Some(i) if rest[i - 1] == b'\r' => pos += i + 1,
-            Some(_) => return Err(ParseError::BareLf),
-            None if size_limit > 0 && rest.len() >= size_limit => {
-                return Err(ParseError::FieldTooLarge { limit: size_limit });
+            Some(i) if rest[i - 1] == b'\r' => {
+                pos += i + 1;
+                field_so_far += i + 1;
             }
+            Some(_) => return Err(ParseError::BareLf),
+            None if size_limit > 0 && rest.len() >= room => return Err(too_large),
             None => return Ok(None),
         }
     }
@@ -800,6 +929,7 @@ impl<'a> Framing<'a> {
         text: &[u8],
         line: RequestLine<'_>,
         fields: Vec<(Span, Span)>,
+        casefold_method: bool,
     ) -> Result<Head, ParseError> {
         let body = if self.transfer_encoding {
             // RFC 9112 §6.3: without a final chunked the length of a request
@@ -830,10 +960,15 @@ impl<'a> Framing<'a> {
             Version::Http10 => self.keep_alive && !self.close,
         };
         let keep_alive = persistent && !self.coded && line.method != b"CONNECT";
+        let (method, target) = (Span::of(text, line.method), Span::of(text, line.target));
+        let mut text: Box<[u8]> = text.into();
+        if casefold_method {
+            text[method.range()].make_ascii_uppercase();
+        }
         Ok(Head {
-            method: Span::of(text, line.method),
-            target: Span::of(text, line.target),
-            text: text.into(),
+            method,
+            target,
+            text,
             fields,
             version: line.version,
             body,
@@ -945,7 +1080,7 @@ mod tests {
     use super::*;
 
     fn parse(buf: &[u8]) -> Result<Option<(Head, usize)>, ParseError> {
-        parse_head(buf, &Limits::default())
+        parse_head(buf, &Rules::default())
     }
 
     fn head(buf: &[u8]) -> Head {
@@ -1062,18 +1197,18 @@ mod tests {
         // "GET /" + k bytes + " HTTP/1.1" is a line of 14 + k bytes.
         let req = |k: usize| format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(k)).into_bytes();
         assert!(
-            parse_head(&req(6), &limits).unwrap().is_some(),
+            parse_head(&req(6), &limits.into()).unwrap().is_some(),
             "20 bytes: at the limit"
         );
-        let e = parse_head(&req(7), &limits).unwrap_err();
+        let e = parse_head(&req(7), &limits.into()).unwrap_err();
         assert_eq!(e, ParseError::RequestLineTooLong { limit: 20 });
         assert_eq!(e.status(), 414);
         // No LF yet: 21 bytes may still be a 20-byte line and its CR; 22
         // bytes without LF already prove the line too long.
         let incomplete = [b'A'; 22];
-        assert_eq!(parse_head(&incomplete[..21], &limits), Ok(None));
+        assert_eq!(parse_head(&incomplete[..21], &limits.into()), Ok(None));
         assert_eq!(
-            parse_head(&incomplete, &limits),
+            parse_head(&incomplete, &limits.into()),
             Err(ParseError::RequestLineTooLong { limit: 20 })
         );
         // 0 = unlimited.
@@ -1082,9 +1217,9 @@ mod tests {
             ..Limits::default()
         };
         let mut long = req(100_000);
-        assert!(parse_head(&long, &unlimited).unwrap().is_some());
+        assert!(parse_head(&long, &unlimited.into()).unwrap().is_some());
         long.truncate(50_000);
-        assert_eq!(parse_head(&long, &unlimited), Ok(None));
+        assert_eq!(parse_head(&long, &unlimited.into()), Ok(None));
         // The default limit is Gunicorn's 4094.
         assert!(parse(&req(4094 - 14)).unwrap().is_some());
         assert_eq!(parse(&req(4095 - 14)).unwrap_err().status(), 414);
@@ -1098,11 +1233,11 @@ mod tests {
             ..Limits::default()
         };
         assert!(
-            parse_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", &limits)
+            parse_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", &limits.into())
                 .unwrap()
                 .is_some()
         );
-        let e = parse_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC", &limits).unwrap_err();
+        let e = parse_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC", &limits.into()).unwrap_err();
         assert_eq!(e, ParseError::TooManyFields { limit: 2 });
         assert_eq!(e.status(), 431);
         let mut many = b"GET / HTTP/1.1\r\n".to_vec();
@@ -1126,7 +1261,7 @@ mod tests {
             many.extend_from_slice(format!("H{i}: v{i}\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
-        let (h, _) = parse_head(&many, &limits).unwrap().unwrap();
+        let (h, _) = parse_head(&many, &limits.into()).unwrap().unwrap();
         assert_eq!(h.fields().len(), 200);
         assert_eq!(h.fields().nth(199).unwrap().value, b"v199");
     }
@@ -1139,21 +1274,21 @@ mod tests {
         };
         // "A: 12345\r\n" is 10 bytes with its CRLF: at the limit.
         assert!(
-            parse_head(b"GET / HTTP/1.1\r\nA: 12345\r\n\r\n", &limits)
+            parse_head(b"GET / HTTP/1.1\r\nA: 12345\r\n\r\n", &limits.into())
                 .unwrap()
                 .is_some()
         );
         assert_eq!(
-            parse_head(b"GET / HTTP/1.1\r\nA: 123456\r\n\r\n", &limits),
+            parse_head(b"GET / HTTP/1.1\r\nA: 123456\r\n\r\n", &limits.into()),
             Err(ParseError::FieldTooLarge { limit: 10 })
         );
         // Incomplete: 10 bytes without LF cannot be a line of 10 with CRLF.
         assert_eq!(
-            parse_head(b"GET / HTTP/1.1\r\nA: 12345\r", &limits),
+            parse_head(b"GET / HTTP/1.1\r\nA: 12345\r", &limits.into()),
             Ok(None)
         );
         assert_eq!(
-            parse_head(b"GET / HTTP/1.1\r\nA: 123456\r", &limits),
+            parse_head(b"GET / HTTP/1.1\r\nA: 123456\r", &limits.into()),
             Err(ParseError::FieldTooLarge { limit: 10 })
         );
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
@@ -1163,7 +1298,7 @@ mod tests {
             field_size: 0,
             ..Limits::default()
         };
-        assert_eq!(parse_head(&big, &unlimited), Ok(None));
+        assert_eq!(parse_head(&big, &unlimited.into()), Ok(None));
     }
 
     #[test]
@@ -1557,9 +1692,9 @@ mod tests {
                     _ => {}
                 }
             }
-            let whole = parse_head(&buf, &limits);
+            let whole = parse_head(&buf, &limits.into());
             for cut in 0..buf.len() {
-                match (parse_head(&buf[..cut], &limits), &whole) {
+                match (parse_head(&buf[..cut], &limits.into()), &whole) {
                     (Err(e), Err(w)) => assert_eq!(&e, w, "{}", buf.escape_ascii()),
                     (Err(e), _) => panic!("premature {e:?} at {cut} for {}", buf.escape_ascii()),
                     (Ok(Some((_, n))), Ok(Some((_, m)))) => assert_eq!(n, *m),

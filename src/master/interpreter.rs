@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::Settings;
+use crate::config::{Location, PythonConfig, PythonValues, Settings};
 
 /// The Python side of a worker's start and of the probe (see its header).
 const PYTHON_SIDE: &str = include_str!("python.py");
@@ -72,7 +72,7 @@ impl Interpreter {
     /// Errors: the chosen interpreter is missing, does not run, is not a
     /// supported CPython, or cannot load the native module.
     pub fn find(settings: &Settings) -> Result<Interpreter, InterpreterError> {
-        let (path, reason) = choose(settings)?;
+        let (path, reason) = choose(&Choice::of(settings))?;
         let searched = on_path(&path);
         let path = searched.clone().unwrap_or(path);
         let probed = probe(&path, &native_modules())?;
@@ -99,8 +99,9 @@ impl Interpreter {
     }
 
     /// `argv` of a worker (or zygote) that reads its boot description from
-    /// descriptor `boot_fd`.
-    pub fn worker_argv(&self, boot_fd: i32) -> Vec<CString> {
+    /// descriptor `boot_fd`; with `check`, of one that only imports the app
+    /// (`--check-config`).
+    pub fn worker_argv(&self, boot_fd: i32, check: bool) -> Vec<CString> {
         let mut argv = vec![self.exe()];
         if std::env::var_os("JOURNAL_STREAM").is_some() {
             // Under systemd stdout is the journal's stream socket, where a
@@ -111,7 +112,11 @@ impl Interpreter {
             c"-c".into(),
             // Without its comment lines, which `ps` would show.
             cstring(OsStr::new(&script_without_comments())),
-            c"worker".into(),
+            if check {
+                c"check".into()
+            } else {
+                c"worker".into()
+            },
             cstring(
                 self.native
                     .as_deref()
@@ -136,11 +141,29 @@ fn cstring(s: &OsStr) -> CString {
     CString::new(s.as_bytes()).unwrap_or_default()
 }
 
-fn choose(settings: &Settings) -> Result<(PathBuf, String), InterpreterError> {
-    if let Some(python) = &settings.python {
-        return Ok((python.clone(), "--python".into()));
+/// What the choice of interpreter depends on.
+#[derive(Debug, Default)]
+struct Choice<'a> {
+    python: Option<&'a Path>,
+    virtualenv: Option<&'a Path>,
+    pythonpath: &'a [PathBuf],
+}
+
+impl<'a> Choice<'a> {
+    fn of(settings: &'a Settings) -> Choice<'a> {
+        Choice {
+            python: settings.python.as_deref(),
+            virtualenv: settings.virtualenv.as_deref(),
+            pythonpath: &settings.pythonpath,
+        }
     }
-    if let Some(venv) = &settings.virtualenv {
+}
+
+fn choose(choice: &Choice<'_>) -> Result<(PathBuf, String), InterpreterError> {
+    if let Some(python) = choice.python {
+        return Ok((python.to_path_buf(), "--python".into()));
+    }
+    if let Some(venv) = choice.virtualenv {
         let python = venv_python(venv).map_err(|what| InterpreterError {
             path: venv.join("bin/python"),
             what,
@@ -166,7 +189,7 @@ fn choose(settings: &Settings) -> Result<(PathBuf, String), InterpreterError> {
         return Ok((python, format!("VIRTUAL_ENV={}", venv.display())));
     }
     let cwd = std::env::current_dir().unwrap_or_default();
-    let app_dirs = settings
+    let app_dirs = choice
         .pythonpath
         .iter()
         .map(|p| cwd.join(p))
@@ -277,6 +300,72 @@ fn native_modules() -> Vec<PathBuf> {
         return found;
     }
     Vec::new()
+}
+
+/// Runs a `gunicorn.conf.py` (`-c`) in the interpreter the workers would
+/// get from the command line's `--python`/`--virtualenv` (or the usual
+/// search): the master has no Python of its own.
+#[derive(Debug, Default)]
+pub struct ConfigRunner {
+    /// `--python` from the command line or `FERROCORN_CMD_ARGS`.
+    pub python: Option<PathBuf>,
+    /// `--virtualenv` from the same.
+    pub virtualenv: Option<PathBuf>,
+}
+
+impl PythonConfig for ConfigRunner {
+    fn evaluate(&self, location: &Location, names: &[&str]) -> Result<PythonValues, String> {
+        let choice = Choice {
+            python: self.python.as_deref(),
+            virtualenv: self.virtualenv.as_deref(),
+            pythonpath: &[],
+        };
+        let (python, _) = choose(&choice).map_err(|e| e.to_string())?;
+        let spec = match location {
+            Location::PythonFile(p) => p.as_os_str().to_owned(),
+            Location::PythonModule(m) => OsString::from(format!("python:{m}")),
+            Location::Toml(p) => return Err(format!("{} is not Python", p.display())),
+        };
+        let out = Command::new(&python)
+            .args([
+                OsStr::new("-c"),
+                OsStr::new(PYTHON_SIDE),
+                OsStr::new("config"),
+            ])
+            .arg(spec)
+            .arg(names.join(","))
+            // The configuration's code cannot speak for the service.
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("WATCHDOG_PID")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run Python ({}): {e}", python.display()))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err.trim().lines().last().unwrap_or("no output");
+            return Err(format!(
+                "running it with {} failed: {last}",
+                python.display()
+            ));
+        }
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("{} gave no settings: {e}", python.display()))?;
+        Ok(PythonValues {
+            values: json
+                .get("values")
+                .and_then(|v| v.as_object())
+                .cloned()
+                .unwrap_or_default(),
+            hooks: json
+                .get("hooks")
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|h| h.as_str().map(str::to_string))
+                .collect(),
+        })
+    }
 }
 
 /// What the probe found out about a usable interpreter.

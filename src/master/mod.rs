@@ -169,7 +169,7 @@ pub fn run(
                 .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
         }
         if let Some(path) = &settings.pidfile {
-            std::fs::write(path, format!("{}\n", std::process::id()))
+            write_pidfile(path)
                 .map_err(|e| format!("cannot write pid file {}: {e}", path.display()))?;
         }
         Ok((signals, reports, board))
@@ -226,6 +226,42 @@ pub fn run(
     master.run_loop();
     master.cleanup();
     master.exit_code
+}
+
+/// Write our pid to `path` as Gunicorn does: a new file in the same
+/// directory, mode 0644, renamed over `path`, so a reader never sees it
+/// half-written.
+fn write_pidfile(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o644))?;
+    drop(f);
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+/// `--check-config`: import the app in a child of `python` and return 0 if
+/// it loads, 1 if not (the child logs why), as Gunicorn's `--check-config`.
+pub fn check_app(settings: &Settings, python: &Interpreter) -> i32 {
+    match spawn::spawn_check(python, settings) {
+        Ok(pid) => match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, 0)) => exit::OK,
+            _ => exit::FAILURE,
+        },
+        Err(e) => {
+            tracing::error!("cannot start Python to check the app: {e}");
+            exit::FAILURE
+        }
+    }
 }
 
 /// `Using Python: PATH (VERSION; REASON; module MODULE)`, at start and when
@@ -330,7 +366,16 @@ impl Master {
             }
             Signal::SIGUSR1 => {
                 tracing::info!("Handling signal: usr1; reopening log files");
-                crate::logging::access::reopen();
+                // The master first: it creates the new files (as the
+                // workers' user) that the workers then open by path.
+                let owner = Some((self.settings.user, self.settings.group));
+                let capture = self.settings.capture_output;
+                if let Err(e) = crate::logging::reopen_error_log(owner, capture) {
+                    tracing::error!("cannot reopen the error log: {e}");
+                }
+                if let Err(e) = crate::logging::access::reopen(owner) {
+                    tracing::error!("cannot reopen the access log: {e}");
+                }
                 self.signal_all(Signal::SIGUSR1);
             }
             _ => {}
@@ -348,8 +393,17 @@ impl Master {
             self.generation + 1
         );
         notify::reloading();
-        match self.settings.reread() {
-            Ok(new) => self.apply_settings(new),
+        let runner = interpreter::ConfigRunner {
+            python: self.settings.python.clone(),
+            virtualenv: self.settings.virtualenv.clone(),
+        };
+        match self.settings.reread(&runner) {
+            Ok(loaded) => {
+                for warning in &loaded.warnings {
+                    tracing::warn!("{warning}");
+                }
+                self.apply_settings(loaded.settings);
+            }
             Err(e) => tracing::error!(
                 "Reload: cannot re-read the configuration ({e}); keeping the current settings"
             ),
@@ -359,31 +413,9 @@ impl Master {
         self.generation += 1;
     }
 
-    /// Use re-read settings for the next generation. What only a restart
-    /// can change (the sockets, the process's identity, directory and log
-    /// destinations) keeps its current value, with a warning.
-    fn apply_settings(&mut self, mut new: Settings) {
-        let old = &self.settings;
-        let fixed = [
-            ("bind", old.bind != new.bind),
-            ("chdir", old.chdir != new.chdir),
-            ("user", old.user != new.user),
-            ("group", old.group != new.group),
-            ("umask", old.umask != new.umask),
-            ("pidfile", old.pidfile != new.pidfile),
-            ("log_target", old.log_target != new.log_target),
-            ("accesslog", old.access_log != new.access_log),
-            (
-                "access_log_format",
-                old.access_log_format != new.access_log_format,
-            ),
-            ("preload_app", old.preload != new.preload),
-        ];
-        for (name, changed) in fixed {
-            if changed {
-                tracing::warn!("Reload: {name} changed; it takes effect at the next restart");
-            }
-        }
+    /// Use re-read settings for the next generation (`Settings::reread`
+    /// kept what only a restart can change).
+    fn apply_settings(&mut self, new: Settings) {
         // Checked again at every reload: the venv may have been rebuilt
         // with another Python since the start.
         match Interpreter::find(&new) {
@@ -397,17 +429,9 @@ impl Master {
                 return;
             }
         }
-        new.bind = old.bind.clone();
-        new.chdir = old.chdir.clone();
-        (new.user, new.group, new.umask) = (old.user, old.group, old.umask);
-        new.pidfile = old.pidfile.clone();
-        new.log_target = old.log_target;
-        new.access_log = old.access_log.clone();
-        new.access_log_format = old.access_log_format.clone();
-        new.preload = old.preload;
         for (key, value) in &new.raw_env {
-            // SAFETY: the master is single-threaded; workers forked from now
-            // on inherit the new environment.
+            // SAFETY: the master is single-threaded; workers started from
+            // now on inherit the new environment.
             unsafe { std::env::set_var(key, value) };
         }
         self.wanted = new.workers;

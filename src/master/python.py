@@ -1,6 +1,8 @@
 # The Python side of starting a worker, run by the master as
 #   PYTHON -c THIS_FILE probe CANDIDATES BUILD
 #   PYTHON -c THIS_FILE worker NATIVE BOOT_FD
+#   PYTHON -c THIS_FILE check NATIVE BOOT_FD
+#   PYTHON -c THIS_FILE config LOCATION NAMES
 # CANDIDATES are the paths of the native modules built with the master, one
 # per line: version-specific ones (_native.SOABI.so) and the stable-ABI one
 # (_native.abi3.so, or libferrocorn.so in a cargo build tree); "" means to
@@ -13,7 +15,10 @@
 # included) so that an unsupported version is named rather than failing on
 # syntax. NATIVE is the module the probe chose. `worker` hands control to the Rust worker and
 # exits with its status, without finalising the interpreter (as a worker
-# always has: app threads may still be running).
+# always has: app threads may still be running); `check` only imports the
+# app (--check-config). `config` runs a gunicorn.conf.py (LOCATION: a path,
+# or python:MODULE) and prints, as JSON, its variables named like one of
+# NAMES (comma-separated) and which of those hold a callable (hooks).
 import sys
 
 if sys.path and sys.path[0] in ("", "."):
@@ -77,8 +82,46 @@ def probe(candidates, build):
     sys.stdout.write(json.dumps(info) + "\n")
 
 
+def config(location, names):
+    import json
+
+    if location.startswith("python:"):
+        import importlib
+
+        sys.path.insert(0, ".")
+        namespace = vars(importlib.import_module(location[len("python:"):]))
+    else:
+        namespace = {"__file__": location, "__name__": "__config__"}
+        with open(location, "rb") as f:
+            code = compile(f.read(), location, "exec")
+        exec(code, namespace)
+    wanted = set(names.split(","))
+    values, hooks = {}, []
+    for name, value in namespace.items():
+        if name not in wanted:
+            continue
+        if callable(value) and not isinstance(value, type):
+            hooks.append(name)
+        else:
+            values[name] = value
+
+    def plain(o):
+        if isinstance(o, (set, frozenset)):
+            return sorted(o)
+        return str(o)
+
+    sys.stdout.write(json.dumps({"values": values, "hooks": hooks}, default=plain) + "\n")
+
+
 if sys.argv[1] == "probe":
     probe(sys.argv[2], sys.argv[3])
+elif sys.argv[1] == "config":
+    config(sys.argv[2], sys.argv[3])
+elif sys.argv[1] == "check":
+    import os
+
+    status = load(sys.argv[2]).check_app(int(sys.argv[3]))
+    os._exit(status)
 else:
     import os
 

@@ -1,13 +1,16 @@
-//! Starting a worker (or, with `--preload`, a zygote): the app's
-//! interpreter, exec'd with the listeners, the scoreboard, the report pipe
-//! and its boot description (DESIGN §1; [`crate::boot`]).
+//! Starting a worker (or, with `--preload`, a zygote; or, for
+//! `--check-config`, a child that only imports the app): the app's
+//! interpreter, exec'd with the listeners, the scoreboard, the report pipe,
+//! the log files and its boot description (DESIGN §1; [`crate::boot`]).
 
 use std::os::fd::{AsRawFd, RawFd};
 
 use nix::unistd::Pid;
 
+use super::interpreter::Interpreter;
 use super::{Master, exec};
 use crate::boot::{self, Boot};
+use crate::config::Settings;
 
 /// Variables that would let a worker, or the app, speak for the service:
 /// only the master talks to systemd (`NotifyAccess=main`, DESIGN §5).
@@ -25,31 +28,62 @@ pub(super) fn spawn_child(master: &Master, slots: Vec<usize>) -> std::io::Result
         .iter()
         .map(|l| l.socket.as_raw_fd())
         .collect();
-    let access_log = crate::logging::access::file_fd();
-    let mut fds = listeners.clone();
-    fds.extend([master.board_fd.as_raw_fd(), master.reports.1.as_raw_fd()]);
-    fds.extend(access_log);
-    // Where each lands in the child: 3, 4, ... in this order.
-    let at = |i: usize| 3 + i as RawFd;
-    let n = listeners.len();
+    let shared = [master.board_fd.as_raw_fd(), master.reports.1.as_raw_fd()];
+    start(
+        &master.python,
+        &master.settings,
+        &listeners,
+        Some(shared),
+        slots,
+        false,
+    )
+}
+
+/// `--check-config`: start a child that imports the app and exits 0 if it
+/// loads (1 with the reason logged if not); returns its pid.
+///
+/// Errors: as [`spawn_child`].
+pub(super) fn spawn_check(python: &Interpreter, settings: &Settings) -> std::io::Result<Pid> {
+    start(python, settings, &[], None, Vec::new(), true)
+}
+
+fn start(
+    python: &Interpreter,
+    settings: &Settings,
+    listeners: &[RawFd],
+    shared: Option<[RawFd; 2]>,
+    slots: Vec<usize>,
+    check: bool,
+) -> std::io::Result<Pid> {
+    let mut fds = listeners.to_vec();
+    // Where each lands in the child: 3, 4, ... in the order pushed.
+    let place = |fds: &mut Vec<RawFd>, fd: RawFd| {
+        fds.push(fd);
+        2 + fds.len() as RawFd
+    };
+    let (scoreboard, report) = match shared {
+        Some([board, report]) => (place(&mut fds, board), place(&mut fds, report)),
+        None => (-1, -1),
+    };
+    let access_log = crate::logging::access::file_fd().map(|fd| place(&mut fds, fd));
+    let error_log = crate::logging::error_log_fd().map(|fd| place(&mut fds, fd));
     let description = Boot {
         version: boot::VERSION.to_string(),
         build: boot::BUILD.to_string(),
-        settings: master.settings.clone(),
-        listeners: (0..n).map(at).collect(),
-        scoreboard: at(n),
-        report: at(n + 1),
-        access_log: access_log.map(|_| at(n + 2)),
+        settings: settings.clone(),
+        listeners: (0..listeners.len()).map(|i| 3 + i as RawFd).collect(),
+        scoreboard,
+        report,
+        access_log,
+        error_log,
         slots,
         master: std::process::id() as i32,
         argv: std::env::args().collect(),
     };
     let memfd = description.to_memfd()?;
-    let boot_fd = at(fds.len());
-    fds.push(memfd.as_raw_fd());
-    let python = &master.python;
+    let boot_fd = place(&mut fds, memfd.as_raw_fd());
     let exe = python.exe();
-    let argv = python.worker_argv(boot_fd);
+    let argv = python.worker_argv(boot_fd, check);
     let env = exec::environment_without(&SYSTEMD_ONLY);
     let pid = exec::spawn(&exec::Program {
         exe: &exe,
@@ -58,7 +92,11 @@ pub(super) fn spawn_child(master: &Master, slots: Vec<usize>) -> std::io::Result
         pid_vars: &[],
         fds: &fds,
         cwd: None,
-        signals: exec::Signals::Blocked,
+        signals: if check {
+            exec::Signals::Default
+        } else {
+            exec::Signals::Blocked
+        },
     })?;
     Ok(pid)
 }

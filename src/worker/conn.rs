@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use crate::http::{Head, Limits, ParseError, error_response, parse_head};
+use crate::http::proxy::{Accept, ProxyHeader, parse_proxy_header};
+use crate::http::{Head, ParseError, Rules, error_response, parse_head};
 use crate::listeners::ListenAddr;
 use crate::logging::access;
-use crate::net::{Peer, Stream};
+use crate::net::{AllowList, Peer, Stream};
 use crate::scoreboard::{Slot, ThreadSlot};
 use crate::wsgi::{App, Request};
 
@@ -23,7 +24,15 @@ pub(crate) struct Conn {
     pub stream: Arc<Stream>,
     /// Bytes read and not yet consumed (a partial head, or pipelined requests).
     pub buf: Vec<u8>,
+    /// The client: the socket's peer, or the one a PROXY header named.
     pub peer: Peer,
+    /// The socket's peer may set forwarding fields (`forwarded_allow_ips`).
+    pub trusted: bool,
+    /// Which PROXY header may still start the connection (`proxy_protocol`);
+    /// `None` once it was read or cannot come any more.
+    pub awaiting_proxy: Option<Accept>,
+    /// The PROXY header the connection began with.
+    pub proxy: Option<ProxyHeader>,
     /// Index of the listener it was accepted on.
     pub listener: usize,
     /// When the I/O thread gives up waiting for the next head.
@@ -36,7 +45,8 @@ pub(crate) struct Conn {
 #[derive(Debug)]
 pub(crate) struct ServeCtx {
     pub app: App,
-    pub limits: Limits,
+    /// How heads are parsed.
+    pub rules: Rules,
     pub listen_addrs: Vec<ListenAddr>,
     /// Set when the worker stops: responses then say `Connection: close`.
     pub stopping: AtomicBool,
@@ -62,9 +72,35 @@ impl Conn {
         )
     }
 
+    /// Take a PROXY header off the front of `buf` when the connection may
+    /// start with one: `Ok(false)` while too few bytes tell. From a socket
+    /// peer not in `allowed` a header is refused (403).
+    ///
+    /// Errors: a malformed header (400), or one from a peer not allowed (403).
+    pub fn take_proxy_header(&mut self, allowed: &AllowList) -> Result<bool, ParseError> {
+        let Some(accept) = self.awaiting_proxy else {
+            return Ok(true);
+        };
+        let Some((header, used)) = parse_proxy_header(&self.buf, accept)? else {
+            return Ok(false);
+        };
+        self.awaiting_proxy = None;
+        if let Some(header) = header {
+            if !self.peer.is_in(allowed) {
+                return Err(ParseError::ForbiddenProxyPeer);
+            }
+            self.buf.drain(..used);
+            if let Some(client) = header.client {
+                self.peer = Peer::Tcp(client);
+            }
+            self.proxy = Some(header);
+        }
+        Ok(true)
+    }
+
     /// Take the next complete head off the front of `buf`, if there is one.
-    pub fn next_head(&mut self, limits: &Limits) -> Result<Option<Head>, ParseError> {
-        match parse_head(&self.buf, limits)? {
+    pub fn next_head(&mut self, rules: &Rules) -> Result<Option<Head>, ParseError> {
+        match parse_head(&self.buf, rules)? {
             Some((head, used)) => {
                 self.buf.drain(..used);
                 Ok(Some(head))
@@ -95,8 +131,10 @@ pub(crate) fn serve(ctx: &ServeCtx, thread: &ThreadSlot, conn: &mut Conn, mut he
             stream: &conn.stream,
             buf: std::mem::take(&mut conn.buf),
             peer: &conn.peer,
+            proxy: conn.proxy.as_ref(),
+            trusted: conn.trusted,
             server: &ctx.listen_addrs[conn.listener],
-            limits: &ctx.limits,
+            limits: &ctx.rules.limits,
             may_keep_alive: !ctx.stopping.load(Ordering::Relaxed),
         });
         thread.finish();
@@ -108,13 +146,14 @@ pub(crate) fn serve(ctx: &ServeCtx, thread: &ThreadSlot, conn: &mut Conn, mut he
                 status: outcome.status,
                 sent: outcome.sent,
                 duration: started.elapsed(),
+                captured: &outcome.captured,
             });
         }
         if !outcome.keep_alive {
             return false;
         }
         conn.buf = outcome.buf;
-        match conn.next_head(&ctx.limits) {
+        match conn.next_head(&ctx.rules) {
             Ok(Some(next)) => head = next,
             Ok(None) => return true,
             Err(e) => {

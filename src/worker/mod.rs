@@ -24,14 +24,17 @@ use nix::sys::signal::Signal;
 use slab::Slab;
 
 use crate::boot::Boot;
+use crate::config::ProxyProtocol;
 use crate::config::Settings;
 use crate::exit;
 use crate::http::Head;
+use crate::http::proxy::Accept;
 use crate::listeners::Listener;
+use crate::net::AllowList;
 use crate::net::{Peer, Stream};
 use crate::scoreboard::{Slot, State as SlotState};
 use crate::signals::SignalPipe;
-use crate::wsgi::{App, AppError, AppSpec, Forked};
+use crate::wsgi::{App, AppError, AppSource, AppSpec, Forked, Forwarding, PythonLogging};
 use conn::{Conn, ServeCtx, serve};
 use pool::{Job, Pool, Returned};
 
@@ -89,8 +92,9 @@ pub fn main(boot_fd: RawFd) -> i32 {
             return exit::WORKER_BOOT_ERROR;
         }
     };
-    crate::logging::init(boot.settings.log_level, boot.settings.log_target);
+    start_logging(&boot);
     crate::logging::enter_worker(std::process::id());
+    crate::proctitle::set(&format!("ferrocorn: worker [{}]", boot.settings.proc_name));
     match take_over(boot) {
         Ok(inherited) if inherited.settings.preload => zygote(inherited),
         Ok(inherited) => worker(inherited, None),
@@ -101,18 +105,63 @@ pub fn main(boot_fd: RawFd) -> i32 {
     }
 }
 
+/// `--check-config`: import the app the boot description at `boot_fd`
+/// names and return 0 if it loads, 1 (the reason logged) if not.
+pub fn check(boot_fd: RawFd) -> i32 {
+    // SAFETY: the master placed the description at this number for us,
+    // and nothing else in this process uses it.
+    let boot = match unsafe { Boot::read(boot_fd) } {
+        Ok(boot) => boot,
+        Err(e) => {
+            eprintln!("ferrocorn: cannot check the app: {e}");
+            return exit::FAILURE;
+        }
+    };
+    start_logging(&boot);
+    match load_app(&boot.settings, &boot.argv) {
+        Ok(_) => {
+            tracing::info!(
+                "Checked: the configuration is valid and the app {:?} loads",
+                boot.settings.app
+            );
+            exit::OK
+        }
+        Err(_) => exit::FAILURE,
+    }
+}
+
+/// The error log as the master set it up: its file (which the master
+/// opened) or stderr/the journal; with `--capture-output` the app's
+/// stdout and stderr go to the file too.
+fn start_logging(boot: &Boot) {
+    let settings = &boot.settings;
+    let file = match (boot.error_log, &settings.error_log) {
+        (Some(fd), Some(path)) => own(fd, "error log")
+            .ok()
+            .map(|fd| crate::logging::file::LogFile::adopt(path, std::fs::File::from(fd))),
+        _ => None,
+    };
+    crate::logging::init(settings.log_level, settings.log_target, file);
+    if settings.capture_output {
+        crate::logging::capture_output();
+    }
+}
+
+/// Take ownership of a descriptor the master placed for us, made
+/// close-on-exec so the app's subprocesses do not inherit it.
+fn own(fd: RawFd, what: &str) -> Result<OwnedFd, String> {
+    let flags = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
+    // SAFETY: only flags are set; the fd is checked open by this call.
+    nix::fcntl::fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, flags)
+        .map_err(|e| format!("{what} (fd {fd}): {e}"))?;
+    // SAFETY: the master placed this fd for us and nothing else in this
+    // process owns it (it was open, checked above).
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Adopt the descriptors the boot description names (each made
 /// close-on-exec, so the app's subprocesses inherit none of them).
 fn take_over(boot: Boot) -> Result<Inherited, String> {
-    let own = |fd: RawFd, what: &str| -> Result<OwnedFd, String> {
-        let flags = nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC);
-        // SAFETY: only flags are set; the fd is checked open by this call.
-        nix::fcntl::fcntl(unsafe { BorrowedFd::borrow_raw(fd) }, flags)
-            .map_err(|e| format!("{what} (fd {fd}): {e}"))?;
-        // SAFETY: the master placed this fd for us and nothing else in this
-        // process owns it (it was open, checked above).
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    };
     let listeners = boot
         .listeners
         .iter()
@@ -122,15 +171,15 @@ fn take_over(boot: Boot) -> Result<Inherited, String> {
     let board = crate::scoreboard::attach(board_fd.as_fd())
         .map_err(|e| format!("scoreboard (fd {}): {e}", boot.scoreboard))?;
     let report = own(boot.report, "report pipe")?;
-    if let Some(fd) = boot.access_log {
-        let file = std::fs::File::from(own(fd, "access log")?);
-        crate::logging::access::init_with_file(&boot.settings, file);
-    } else if let Err(e) = crate::logging::access::init(
+    let access_file = match boot.access_log {
+        Some(fd) => Some(std::fs::File::from(own(fd, "access log")?)),
+        None => None,
+    };
+    crate::logging::access::init_worker(
         boot.settings.access_log.as_ref(),
         &boot.settings.access_log_format,
-    ) {
-        return Err(format!("access log: {e}"));
-    }
+        access_file,
+    );
     if boot.slots.is_empty() || boot.slots.iter().any(|&s| s >= board.len()) {
         return Err(format!("bad scoreboard slots {:?}", boot.slots));
     }
@@ -181,15 +230,42 @@ fn zygote(mut boot: Inherited) -> i32 {
     exit::OK
 }
 
-/// Import the app; on failure log why and return the exit status.
-fn load_app(settings: &Settings, argv: &[String]) -> Result<App, i32> {
-    let spec = AppSpec {
-        uri: settings.app.clone(),
+/// What the WSGI bridge needs of the settings to load the app.
+fn app_spec(settings: &Settings, argv: &[String]) -> AppSpec {
+    use crate::config::LogConfig;
+    let source = match &settings.paste {
+        Some(p) => AppSource::Paste {
+            path: p.path.clone(),
+            name: p.name.clone(),
+            global: p.global.clone(),
+        },
+        None => AppSource::Uri(settings.app.clone()),
+    };
+    let logging = settings.log_config.as_ref().map(|c| match c {
+        LogConfig::File(p) => PythonLogging::File(p.clone()),
+        LogConfig::Json(p) => PythonLogging::Json(p.clone()),
+        LogConfig::Dict(text) => PythonLogging::Dict(text.clone()),
+    });
+    AppSpec {
+        source,
         pythonpath: settings.pythonpath.clone(),
         argv: argv.to_vec(),
         multithread: settings.threads > 1,
         multiprocess: settings.workers > 1,
-    };
+        logging,
+        forwarding: Forwarding {
+            secure_scheme_headers: settings.proxy.secure_scheme_headers.clone(),
+            forwarder_headers: settings.proxy.forwarder_headers.clone(),
+            header_map: settings.proxy.header_map,
+        },
+        sendfile: settings.sendfile,
+        capture: crate::logging::access::capture_spec(),
+    }
+}
+
+/// Import the app; on failure log why and return the exit status.
+fn load_app(settings: &Settings, argv: &[String]) -> Result<App, i32> {
+    let spec = app_spec(settings, argv);
     App::load(&spec).map_err(|e| match e {
         AppError::Import(_) => {
             tracing::error!("{e}");
@@ -298,8 +374,16 @@ struct EventLoop {
     /// Jobs handed to the pool and not yet returned.
     busy: usize,
     worker_connections: usize,
+    /// `forwarded_allow_ips`: whose forwarding fields are believed.
+    forwarded_allow: AllowList,
+    /// `proxy_protocol`: the PROXY header a connection may start with.
+    proxy_protocol: Option<Accept>,
+    /// `proxy_allow_ips`: who may send one.
+    proxy_allow: AllowList,
     timeouts: Timeouts,
     stall: Option<Duration>,
+    /// `--capture-output`: stdout and stderr follow the error log file.
+    capture_output: bool,
     /// Set after TERM: when to give up on in-flight requests.
     stop_deadline: Option<Instant>,
     /// Restart after this many requests (`--max-requests` + jitter).
@@ -339,7 +423,7 @@ impl EventLoop {
         )?;
         let ctx = Arc::new(ServeCtx {
             app,
-            limits: settings.limits,
+            rules: settings.rules,
             listen_addrs: listeners.iter().map(|l| l.addr.clone()).collect(),
             stopping: false.into(),
             slot,
@@ -365,11 +449,20 @@ impl EventLoop {
             threads: settings.threads,
             busy: 0,
             worker_connections: settings.worker_connections,
+            forwarded_allow: settings.proxy.forwarded_allow.clone(),
+            proxy_protocol: match settings.proxy.proxy_protocol {
+                ProxyProtocol::Off => None,
+                ProxyProtocol::V1 => Some(Accept::V1),
+                ProxyProtocol::V2 => Some(Accept::V2),
+                ProxyProtocol::Auto => Some(Accept::Both),
+            },
+            proxy_allow: settings.proxy.proxy_allow.clone(),
             timeouts: Timeouts {
                 keepalive: settings.keepalive,
                 head: settings.timeout.unwrap_or(Duration::from_secs(30)),
             },
             stall: settings.timeout,
+            capture_output: settings.capture_output,
             stop_deadline: None,
             graceful_timeout: settings.graceful_timeout,
             next_sweep: Instant::now() + SWEEP_INTERVAL,
@@ -435,7 +528,16 @@ impl EventLoop {
             match signal {
                 Signal::SIGTERM | Signal::SIGHUP => self.begin_stop(),
                 Signal::SIGINT | Signal::SIGQUIT => return false,
-                Signal::SIGUSR1 => crate::logging::access::reopen(),
+                Signal::SIGUSR1 => {
+                    // The master created the new files; open them by path.
+                    let capture = self.capture_output;
+                    if let Err(e) = crate::logging::reopen_error_log(None, capture) {
+                        tracing::error!("cannot reopen the error log: {e}");
+                    }
+                    if let Err(e) = crate::logging::access::reopen(None) {
+                        tracing::error!("cannot reopen the access log: {e}");
+                    }
+                }
                 _ => {}
             }
         }
@@ -553,7 +655,10 @@ impl EventLoop {
             let conn = Conn {
                 stream: Arc::new(stream),
                 buf: Vec::new(),
+                trusted: peer.is_in(&self.forwarded_allow),
                 peer,
+                awaiting_proxy: self.proxy_protocol,
+                proxy: None,
                 listener: index,
                 deadline: Instant::now() + self.timeouts.head,
                 fresh: true,
@@ -579,7 +684,15 @@ impl EventLoop {
             }
             Ok(_) => {}
         }
-        match conn.next_head(&self.ctx.limits) {
+        match conn.take_proxy_header(&self.proxy_allow) {
+            Ok(true) => {}
+            Ok(false) => return self.rearm(key),
+            Err(e) => {
+                conn.reject(&e);
+                return self.close(key);
+            }
+        }
+        match conn.next_head(&self.ctx.rules) {
             Ok(None) => {
                 if !conn.buf.is_empty() && conn.deadline > Instant::now() + self.timeouts.head {
                     conn.deadline = Instant::now() + self.timeouts.head;

@@ -16,12 +16,29 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
 
-use super::Request;
 use super::input::Input;
 use super::response::FileWrapper;
-use crate::http::Version;
+use super::{Forwarding, Request};
+use crate::http::forwarded::{Forwarded, Policy, strip_script_name};
+use crate::http::{ParseError, Version};
 use crate::listeners::ListenAddr;
 use crate::net::Peer;
+
+/// Why an environ was not built.
+#[derive(Debug)]
+pub(crate) enum BuildError {
+    /// Python failed (out of memory, a broken `sys.stderr`).
+    Python(PyErr),
+    /// The request's forwarding fields are refused (400), or its path is
+    /// outside the mount point (500): answered without calling the app.
+    Refused(ParseError),
+}
+
+impl From<PyErr> for BuildError {
+    fn from(e: PyErr) -> Self {
+        BuildError::Python(e)
+    }
+}
 
 /// Room for the keys of a typical environ: the base's ten, the request's
 /// ten and a browser's fifteen or so header fields. The base dict is made
@@ -35,6 +52,8 @@ pub(crate) struct Base {
     dict: Py<PyDict>,
     /// `SCRIPT_NAME` from the process environment (the mount point), or "".
     script_name: String,
+    /// Who may say what in forwarding fields.
+    forwarding: Forwarding,
     /// `SERVER_NAME` and `SERVER_PORT` of each TCP listener seen so far.
     servers: Mutex<Vec<ServerName>>,
 }
@@ -79,11 +98,14 @@ fn presized_dict(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 }
 
 impl Base {
-    pub(crate) fn new(py: Python<'_>, multithread: bool, multiprocess: bool) -> PyResult<Base> {
-        let script_name = std::env::var("SCRIPT_NAME")
-            .unwrap_or_default()
-            .trim_end_matches('/')
-            .to_string();
+    pub(crate) fn new(
+        py: Python<'_>,
+        multithread: bool,
+        multiprocess: bool,
+        forwarding: Forwarding,
+    ) -> PyResult<Base> {
+        // As Gunicorn: the environment's SCRIPT_NAME, as it is.
+        let script_name = std::env::var("SCRIPT_NAME").unwrap_or_default();
         let d = presized_dict(py)?;
         d.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
         d.set_item("wsgi.url_scheme", intern!(py, "http"))?;
@@ -101,17 +123,20 @@ impl Base {
         Ok(Base {
             dict: d.unbind(),
             script_name,
+            forwarding,
             servers: Mutex::new(Vec::new()),
         })
     }
 
     /// The environ for one request.
+    ///
+    /// Errors: see [`BuildError`].
     pub(crate) fn build<'py>(
         &self,
         py: Python<'py>,
         req: &Request<'_>,
         input: Bound<'py, Input>,
-    ) -> PyResult<Bound<'py, PyDict>> {
+    ) -> Result<Bound<'py, PyDict>, BuildError> {
         let env = self.dict.bind(py).copy()?;
         let head = &req.head;
         env.set_item(intern!(py, "wsgi.input"), input)?;
@@ -128,30 +153,26 @@ impl Base {
         } else {
             env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query.as_bytes()))?;
         }
-        // Borrowed unless the path has percent-escapes.
-        let path: Cow<'_, [u8]> = percent_encoding::percent_decode(path.as_bytes()).into();
-        let path = match path.strip_prefix(self.script_name.as_bytes()) {
-            Some(rest) if !self.script_name.is_empty() && (rest.is_empty() || rest[0] == b'/') => {
-                rest
-            }
-            _ => &path[..],
+        let policy = Policy {
+            trusted: req.trusted,
+            secure_scheme_headers: &self.forwarding.secure_scheme_headers,
+            forwarder_headers: &self.forwarding.forwarder_headers,
+            header_map: self.forwarding.header_map,
         };
-        env.set_item(intern!(py, "PATH_INFO"), latin1(py, path))?;
-
+        let mut forwarded = Forwarded::default();
         let mut host = None;
-        let mut https = false;
         // Allocated only for a field without a common key.
         let mut key = String::new();
         for field in head.fields() {
             let name = field.name;
-            if name.contains('_') {
+            if !policy
+                .observe(name, field.value, &mut forwarded)
+                .map_err(BuildError::Refused)?
+            {
                 continue;
             }
             if name.eq_ignore_ascii_case("host") {
                 host = Some(field.value);
-            }
-            if req.peer.is_trusted_proxy() && is_secure_scheme(name, field.value) {
-                https = true;
             }
             let key = if let Some(k) = common_key(py, name) {
                 k.clone()
@@ -167,16 +188,30 @@ impl Base {
             let value = latin1(py, field.value);
             match env.get_item(&key)? {
                 Some(prev) => {
-                    let prev = prev.cast_into::<PyString>()?;
+                    let prev = prev.cast_into::<PyString>().map_err(PyErr::from)?;
                     let joined = format!("{},{}", super::str_of(&prev)?, super::str_of(&value)?);
                     env.set_item(key, joined)?;
                 }
                 None => env.set_item(key, value)?,
             }
         }
+        let https = forwarded.https == Some(true);
         if https {
             env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
         }
+        // As Gunicorn 27: a trusted proxy's SCRIPT_NAME field, else the
+        // environment's, is the mount point, cut from the raw path before
+        // it is percent-decoded.
+        let script_name = forwarded.script_name.unwrap_or(self.script_name.as_bytes());
+        let mut path = path.as_bytes();
+        if !script_name.is_empty() {
+            path = strip_script_name(path, script_name).map_err(BuildError::Refused)?;
+            env.set_item(intern!(py, "SCRIPT_NAME"), latin1(py, script_name))?;
+        }
+        // Borrowed unless the path has percent-escapes.
+        let path: Cow<'_, [u8]> = percent_encoding::percent_decode(path).into();
+        env.set_item(intern!(py, "PATH_INFO"), latin1(py, &path))?;
+
         // As Gunicorn: a TCP listener names itself; behind a UNIX socket the
         // Host field is the only name there is.
         let (name, port) = match req.server {
@@ -220,6 +255,14 @@ impl Base {
             }
             // A UNIX peer has no address; Gunicorn leaves it empty too.
             Peer::Unix => env.set_item(intern!(py, "REMOTE_ADDR"), intern!(py, ""))?,
+        }
+        // Gunicorn's keys for a connection that began with a PROXY header.
+        if let Some(proxy) = req.proxy {
+            env.set_item(intern!(py, "PROXY_PROTOCOL"), proxy.protocol)?;
+            if let Some(addr) = proxy.proxy {
+                env.set_item(intern!(py, "PROXY_ADDR"), addr.ip().to_string())?;
+                env.set_item(intern!(py, "PROXY_PORT"), addr.port().to_string())?;
+            }
         }
         Ok(env)
     }
@@ -321,18 +364,6 @@ fn common_key<'py>(py: Python<'py>, name: &str) -> Option<&'py Bound<'py, PyStri
         "authorization" => "HTTP_AUTHORIZATION",
     }
     None
-}
-
-/// Gunicorn's default `secure_scheme_headers`, honoured from trusted peers only.
-fn is_secure_scheme(name: &str, value: &[u8]) -> bool {
-    const SECURE: [(&str, &str); 3] = [
-        ("x-forwarded-proto", "https"),
-        ("x-forwarded-protocol", "ssl"),
-        ("x-forwarded-ssl", "on"),
-    ];
-    SECURE
-        .iter()
-        .any(|(n, v)| name.eq_ignore_ascii_case(n) && value.eq_ignore_ascii_case(v.as_bytes()))
 }
 
 /// Split a Host value into name and port: `h`, `h:p`, `[v6]`, `[v6]:p`; an

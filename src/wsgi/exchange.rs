@@ -240,6 +240,23 @@ impl ResponseWriter {
         self.sent
     }
 
+    /// The value of the app's response field `name` (ASCII case-insensitive;
+    /// the last one when repeated, as Gunicorn's access log atoms take it).
+    pub(crate) fn response_field(&self, name: &str) -> Option<String> {
+        let started = self.started.as_ref()?;
+        let mut found = None;
+        for line in started.field_lines.split(|&b| b == b'\n') {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
+                continue;
+            };
+            if line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
+                found = Some(String::from_utf8_lossy(line[colon + 1..].trim_ascii()).into_owned());
+            }
+        }
+        found
+    }
+
     /// Whether `finish` completed and the connection may be reused.
     pub(crate) fn reusable(&self) -> bool {
         self.reusable

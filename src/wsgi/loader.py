@@ -77,3 +77,49 @@ def load(uri):
     if not callable(obj):
         raise AppImportError("application object %r in %r must be callable" % (expr, module))
     return obj
+
+
+def configure_logging(how, arg):
+    """The app's Python logging, as Gunicorn's ``logconfig`` (``how`` is
+    ``file``), ``logconfig_json`` (``json``, a path) or ``logconfig_dict``
+    (``dict``, JSON text) configure it, before the app is imported. Existing
+    loggers are kept, as in Gunicorn."""
+    import json
+    import logging.config
+    import os
+
+    if how == "file":
+        defaults = {"__file__": arg, "here": os.path.dirname(arg)}
+        logging.config.fileConfig(arg, defaults=defaults, disable_existing_loggers=False)
+        return
+    config = {"version": 1, "disable_existing_loggers": False}
+    if how == "json":
+        with open(arg) as f:
+            config.update(json.load(f))
+    else:
+        config.update(json.loads(arg))
+    logging.config.dictConfig(config)
+
+
+def load_paste(path, name, global_conf):
+    """A PasteDeploy app (Gunicorn's ``--paste FILE#NAME``): its [loggers]
+    configure logging first, as Gunicorn does."""
+    import configparser
+    import os
+
+    try:
+        from paste.deploy import loadapp
+    except ImportError:
+        raise AppImportError(
+            "--paste needs PasteDeploy in the app's environment (pip install PasteDeploy)"
+        ) from None
+    parser = configparser.ConfigParser()
+    parser.read([path])
+    if parser.has_section("loggers"):
+        configure_logging("file", path)
+    return loadapp(
+        "config:%s" % path,
+        name=name,
+        relative_to=os.getcwd(),
+        global_conf=dict(global_conf) or None,
+    )

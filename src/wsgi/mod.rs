@@ -17,11 +17,13 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyModule, PyString};
 
+use crate::http::proxy::ProxyHeader;
 use crate::http::response::internal_error_response;
-use crate::http::{Head, Limits};
+use crate::http::{Head, HeaderMap, Limits};
 use crate::listeners::ListenAddr;
 use crate::net::Peer;
 use crate::net::Stream;
+use environ::BuildError;
 use exchange::Exchange;
 use input::{BodyFailure, Input};
 use response::Ending;
@@ -42,11 +44,74 @@ pub enum AppError {
     Import(String),
 }
 
+/// Where the app comes from.
+#[derive(Debug, Clone)]
+pub enum AppSource {
+    /// `MODULE[:CALLABLE]`, Gunicorn's syntax incl. factory calls.
+    Uri(String),
+    /// A PasteDeploy .ini file (Gunicorn's `--paste FILE#NAME`), loaded with
+    /// `paste.deploy.loadapp`.
+    Paste {
+        /// The .ini file, absolute.
+        path: PathBuf,
+        /// The app section's name.
+        name: String,
+        /// Global configuration variables.
+        global: Vec<(String, String)>,
+    },
+}
+
+/// How the app's Python logging is configured before it is imported
+/// (Gunicorn's `logconfig`, `logconfig_json`, `logconfig_dict`).
+#[derive(Debug, Clone)]
+pub enum PythonLogging {
+    /// `logging.config.fileConfig(PATH)`.
+    File(PathBuf),
+    /// `logging.config.dictConfig(json.load(PATH))`.
+    Json(PathBuf),
+    /// `logging.config.dictConfig(json.loads(TEXT))`.
+    Dict(String),
+}
+
+/// The forwarding settings the environ applies (Gunicorn's proxy settings).
+#[derive(Debug, Clone, Default)]
+pub struct Forwarding {
+    /// `secure_scheme_headers`: upper-case name and exact value.
+    pub secure_scheme_headers: Vec<(String, String)>,
+    /// `forwarder_headers`: upper-case names.
+    pub forwarder_headers: Vec<String>,
+    /// `header_map`.
+    pub header_map: HeaderMap,
+}
+
+/// What the access log needs from a request beyond its head, so that it
+/// is only collected when the format asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureSpec {
+    /// The environ's `PATH_INFO` (`%(U)s`).
+    pub path_info: bool,
+    /// Environ keys (`%({key}e)s`), as written in the format.
+    pub environ: Vec<String>,
+    /// Response header names (`%({name}o)s`), lower-case.
+    pub response_headers: Vec<String>,
+}
+
+/// What [`CaptureSpec`] asked for, in its order; `None` where absent.
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    /// The environ's `PATH_INFO`.
+    pub path_info: Option<String>,
+    /// The environ's values (`str()` of each).
+    pub environ: Vec<Option<String>>,
+    /// The response's header values (repeated fields joined with `, `).
+    pub response_headers: Vec<Option<String>>,
+}
+
 /// What the worker needs to load an app.
 #[derive(Debug, Clone)]
 pub struct AppSpec {
-    /// `MODULE[:CALLABLE]`, Gunicorn's syntax incl. factory calls.
-    pub uri: String,
+    /// The app.
+    pub source: AppSource,
     /// Directories to put first on `sys.path`, in order.
     pub pythonpath: Vec<PathBuf>,
     /// `sys.argv`.
@@ -55,6 +120,14 @@ pub struct AppSpec {
     pub multithread: bool,
     /// `wsgi.multiprocess`: more than one worker.
     pub multiprocess: bool,
+    /// The app's logging configuration, applied before the import.
+    pub logging: Option<PythonLogging>,
+    /// Gunicorn's proxy settings.
+    pub forwarding: Forwarding,
+    /// `sendfile`: `wsgi.file_wrapper` files go out with sendfile(2).
+    pub sendfile: bool,
+    /// What the access log needs.
+    pub capture: CaptureSpec,
 }
 
 /// One request for the app: the parsed head and its connection.
@@ -66,8 +139,13 @@ pub struct Request<'a> {
     pub stream: &'a Arc<Stream>,
     /// Bytes already read after the head (start of the body, maybe more).
     pub buf: Vec<u8>,
-    /// Who sent it.
+    /// The client: the socket's peer, or the client a PROXY header named.
     pub peer: &'a Peer,
+    /// The PROXY header the connection began with, if any.
+    pub proxy: Option<&'a ProxyHeader>,
+    /// The socket's peer is trusted to set forwarding fields
+    /// (`forwarded_allow_ips`).
+    pub trusted: bool,
     /// The listener it arrived on.
     pub server: &'a ListenAddr,
     /// Limits for the body's chunk lines and trailers.
@@ -87,6 +165,8 @@ pub struct Outcome {
     pub status: Option<u16>,
     /// Body bytes sent.
     pub sent: u64,
+    /// What the access log asked for.
+    pub captured: Captured,
 }
 
 /// Which side of [`App::fork`] this process is on.
@@ -103,6 +183,7 @@ pub enum Forked {
 pub struct App {
     app: Py<PyAny>,
     environ: environ::Base,
+    capture: CaptureSpec,
 }
 
 impl App {
@@ -136,21 +217,45 @@ impl App {
                 c"_ferrocorn_loader",
             )
             .map_err(boot)?;
-            let app = loader
-                .call_method1("load", (spec.uri.as_str(),))
-                .map_err(|e| {
-                    let not_found = loader
-                        .getattr("AppImportError")
-                        .is_ok_and(|t| e.get_type(py).is(&t));
-                    let reason = if not_found {
-                        e.value(py).to_string()
-                    } else {
-                        // The app's own import raised: its traceback says where.
-                        tracing::error!("{}", format_exception(py, &e).trim_end());
-                        exception_line(py, &e)
-                    };
-                    AppError::Import(format!("failed to load the app {:?}: {reason}", spec.uri))
-                })?;
+            let describe = match &spec.source {
+                AppSource::Uri(uri) => uri.clone(),
+                AppSource::Paste { path, name, .. } => format!("{}#{name}", path.display()),
+            };
+            if let Some(logging) = &spec.logging {
+                let (how, arg) = match logging {
+                    PythonLogging::File(p) => ("file", p.to_string_lossy().into_owned()),
+                    PythonLogging::Json(p) => ("json", p.to_string_lossy().into_owned()),
+                    PythonLogging::Dict(text) => ("dict", text.clone()),
+                };
+                loader
+                    .call_method1("configure_logging", (how, arg))
+                    .map_err(|e| {
+                        AppError::Import(format!(
+                            "cannot configure the app's logging: {}",
+                            exception_line(py, &e)
+                        ))
+                    })?;
+            }
+            let loaded = match &spec.source {
+                AppSource::Uri(uri) => loader.call_method1("load", (uri.as_str(),)),
+                AppSource::Paste { path, name, global } => loader.call_method1(
+                    "load_paste",
+                    (path.to_string_lossy(), name.as_str(), global.clone()),
+                ),
+            };
+            let app = loaded.map_err(|e| {
+                let not_found = loader
+                    .getattr("AppImportError")
+                    .is_ok_and(|t| e.get_type(py).is(&t));
+                let reason = if not_found {
+                    e.value(py).to_string()
+                } else {
+                    // The app's own import raised: its traceback says where.
+                    tracing::error!("{}", format_exception(py, &e).trim_end());
+                    exception_line(py, &e)
+                };
+                AppError::Import(format!("failed to load the app {describe:?}: {reason}"))
+            })?;
             // A request past --timeout gets SIGABRT from the master, and a
             // crashing C extension SIGSEGV: either way dump every thread's
             // Python traceback to the log before dying.
@@ -160,11 +265,18 @@ impl App {
                 None,
             )
             .map_err(boot)?;
-            let environ =
-                environ::Base::new(py, spec.multithread, spec.multiprocess).map_err(boot)?;
+            let environ = environ::Base::new(
+                py,
+                spec.multithread,
+                spec.multiprocess,
+                spec.forwarding.clone(),
+            )
+            .map_err(boot)?;
+            response::set_sendfile(spec.sendfile);
             Ok(App {
                 app: app.unbind(),
                 environ,
+                capture: spec.capture.clone(),
             })
         })
     }
@@ -242,23 +354,48 @@ impl App {
             raw,
             req.may_keep_alive,
         ));
+        let mut captured = Captured::default();
+        let mut refused = None;
         let ending = Python::attach(|py| {
-            let (ending, err) = match Bound::new(
+            let built = Bound::new(
                 py,
                 Input {
                     ex: Arc::clone(&ex),
                 },
             )
-            .and_then(|input| self.environ.build(py, &req, input))
-            {
-                Ok(environ) => response::run(py, self.app.bind(py), environ.into_any(), &ex),
-                Err(e) => (Ending::FailedBeforeHead, Some(e)),
+            .map_err(BuildError::from)
+            .and_then(|input| self.environ.build(py, &req, input));
+            let (ending, err) = match built {
+                Ok(environ) => {
+                    let kept = self.wants_environ().then(|| environ.clone());
+                    let outcome = response::run(py, self.app.bind(py), environ.into_any(), &ex);
+                    if let Some(environ) = kept {
+                        self.capture_environ(&environ, &mut captured);
+                    }
+                    outcome
+                }
+                Err(BuildError::Python(e)) => (Ending::FailedBeforeHead, Some(e)),
+                Err(BuildError::Refused(e)) => {
+                    refused = Some(e);
+                    (Ending::FailedBeforeHead, None)
+                }
             };
             if let Some(err) = err {
                 self.log_app_error(py, head, &ex, &err);
             }
             ending
         });
+        if let Some(e) = &refused {
+            if e.status() >= 500 {
+                tracing::error!(
+                    "Error handling request {} {}: {e}",
+                    head.method(),
+                    head.target()
+                );
+            } else {
+                tracing::debug!("invalid request from {}: {e}", req.peer);
+            }
+        }
 
         let mut body = ex.input.lock().unwrap_or_else(|p| p.into_inner()).take();
         let mut w = ex.output.lock().unwrap_or_else(|p| p.into_inner());
@@ -267,9 +404,11 @@ impl App {
             Ending::Complete => w.reusable(),
             Ending::Aborted => false,
             Ending::FailedBeforeHead => {
-                let malformed = body.as_ref().and_then(|b| match &b.failure {
-                    Some(BodyFailure::Malformed(e)) => Some(e.clone()),
-                    _ => None,
+                let malformed = refused.or_else(|| {
+                    body.as_ref().and_then(|b| match &b.failure {
+                        Some(BodyFailure::Malformed(e)) => Some(e.clone()),
+                        _ => None,
+                    })
                 });
                 let bytes = match &malformed {
                     Some(e) => crate::http::error_response(e),
@@ -281,6 +420,14 @@ impl App {
             }
         };
         let sent = w.sent();
+        if !self.capture.response_headers.is_empty() {
+            captured.response_headers = self
+                .capture
+                .response_headers
+                .iter()
+                .map(|name| w.response_field(name))
+                .collect();
+        }
         w.detach();
         let mut buf = Vec::new();
         if let (true, Some(b)) = (keep_alive, body.as_mut()) {
@@ -295,6 +442,34 @@ impl App {
             buf,
             status,
             sent,
+            captured,
+        }
+    }
+
+    fn wants_environ(&self) -> bool {
+        self.capture.path_info || !self.capture.environ.is_empty()
+    }
+
+    /// Read what the access log asked for out of the request's environ
+    /// (after the app ran: as Gunicorn, it sees what the app set there;
+    /// keys match whatever their case, as Gunicorn's atoms do).
+    fn capture_environ(&self, environ: &Bound<'_, pyo3::types::PyDict>, out: &mut Captured) {
+        let text = |value: Bound<'_, PyAny>| value.str().ok().map(|s| s.to_string());
+        if self.capture.path_info {
+            out.path_info = environ.get_item("PATH_INFO").ok().flatten().and_then(text);
+        }
+        if self.capture.environ.is_empty() {
+            return;
+        }
+        out.environ = vec![None; self.capture.environ.len()];
+        for (key, value) in environ.iter() {
+            let Ok(key) = key.str() else { continue };
+            let key = key.to_string();
+            for (i, wanted) in self.capture.environ.iter().enumerate() {
+                if key.eq_ignore_ascii_case(wanted) {
+                    out.environ[i] = text(value.clone());
+                }
+            }
         }
     }
 

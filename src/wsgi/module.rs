@@ -12,22 +12,29 @@ use std::sync::OnceLock;
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
-/// The worker's entry: reads the boot description at the fd, returns the
-/// process exit status.
-pub type Entry = fn(RawFd) -> i32;
+/// The worker's entries: each reads the boot description at the fd and
+/// returns the process exit status.
+#[derive(Debug, Clone, Copy)]
+pub struct Entries {
+    /// Serve as a worker (or zygote).
+    pub serve: fn(RawFd) -> i32,
+    /// Only import the app (`--check-config`).
+    pub check: fn(RawFd) -> i32,
+}
 
-static ENTRY: OnceLock<Entry> = OnceLock::new();
+static ENTRIES: OnceLock<Entries> = OnceLock::new();
 
 /// Fill the module: `__version__`, `__build__` (this build's identity,
-/// which the master's probe checks against its own) and `run_worker`,
-/// which calls `entry`.
+/// which the master's probe checks against its own), `run_worker` and
+/// `check_app`, which call `entries`.
 ///
 /// Errors: Python could not add the attributes (out of memory).
-pub fn init(module: &Bound<'_, PyModule>, entry: Entry) -> PyResult<()> {
-    let _ = ENTRY.set(entry);
+pub fn init(module: &Bound<'_, PyModule>, entries: Entries) -> PyResult<()> {
+    let _ = ENTRIES.set(entries);
     module.add("__version__", crate::boot::VERSION)?;
     module.add("__build__", crate::boot::BUILD)?;
-    module.add_function(wrap_pyfunction!(run_worker, module)?)
+    module.add_function(wrap_pyfunction!(run_worker, module)?)?;
+    module.add_function(wrap_pyfunction!(check_app, module)?)
 }
 
 /// Run this process as a ferrocorn worker (or zygote) described by the
@@ -35,8 +42,18 @@ pub fn init(module: &Bound<'_, PyModule>, entry: Entry) -> PyResult<()> {
 /// the interpreter's main thread, from the master's start-up script.
 #[pyfunction]
 fn run_worker(py: Python<'_>, boot_fd: RawFd) -> i32 {
-    let Some(&entry) = ENTRY.get() else {
+    let Some(entries) = ENTRIES.get() else {
         return crate::exit::WORKER_BOOT_ERROR;
     };
-    py.detach(|| entry(boot_fd))
+    py.detach(|| (entries.serve)(boot_fd))
+}
+
+/// Import the app described by the boot description at `boot_fd` and
+/// return 0 if it loads, 1 if not (`--check-config`).
+#[pyfunction]
+fn check_app(py: Python<'_>, boot_fd: RawFd) -> i32 {
+    let Some(entries) = ENTRIES.get() else {
+        return crate::exit::FAILURE;
+    };
+    py.detach(|| (entries.check)(boot_fd))
 }

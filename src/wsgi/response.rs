@@ -9,6 +9,7 @@
 
 use std::os::fd::BorrowedFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -16,6 +17,15 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
 use super::exchange::{Exchange, MAX_PIECES, ResponseWriter, Started};
+
+/// Whether `wsgi.file_wrapper` files go out with sendfile(2) (Gunicorn's
+/// `sendfile`, on unless `--no-sendfile`); set once when the app loads.
+static SENDFILE: AtomicBool = AtomicBool::new(true);
+
+/// Turn sendfile(2) for `wsgi.file_wrapper` on or off for this process.
+pub(crate) fn set_sendfile(on: bool) {
+    SENDFILE.store(on, Ordering::Relaxed);
+}
 
 /// How an exchange ended, as far as the worker needs to know.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -226,8 +236,10 @@ fn send_iterable(
     ex: &Arc<Exchange>,
 ) -> PyResult<Ending> {
     if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
-        if let Some(ending) = try_sendfile(py, &wrapper.borrow(), ex)? {
-            return Ok(ending);
+        if SENDFILE.load(Ordering::Relaxed) {
+            if let Some(ending) = try_sendfile(py, &wrapper.borrow(), ex)? {
+                return Ok(ending);
+            }
         }
     }
     // PEP 3333 lets the server compute Content-Length for a one-item list.
