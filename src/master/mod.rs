@@ -339,9 +339,17 @@ impl Master {
         let _ = poll(&mut fds, PollTimeout::from(ms));
     }
 
-    fn drain_reports(&self) {
+    /// Workers write a byte when their state changes (to wake us), and an
+    /// `R` when `--reload` saw a source file change.
+    fn drain_reports(&mut self) {
         let mut buf = [0u8; 256];
-        while let Ok(1..) = nix::unistd::read(&self.reports.0, &mut buf) {}
+        let mut changed = false;
+        while let Ok(n @ 1..) = nix::unistd::read(&self.reports.0, &mut buf) {
+            changed |= buf[..n].contains(&b'R');
+        }
+        if changed && self.settings.reload {
+            self.reload_code();
+        }
     }
 
     fn handle_signal(&mut self, signal: Signal) {
@@ -380,6 +388,23 @@ impl Master {
             }
             _ => {}
         }
+    }
+
+    /// `--reload` saw the app's code change: a new generation imports it,
+    /// with the same settings (as Gunicorn's reloader, which restarts
+    /// workers without reading the configuration again).
+    fn reload_code(&mut self) {
+        if !matches!(self.state, State::Running) || self.reloading || !self.served {
+            return;
+        }
+        tracing::info!(
+            "Reloading: the app's code changed; starting generation {}",
+            self.generation + 1
+        );
+        notify::reloading();
+        self.reloading = true;
+        self.booting_since = Instant::now();
+        self.generation += 1;
     }
 
     /// HUP: start a new generation that re-imports the app. The current one

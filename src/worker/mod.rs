@@ -13,6 +13,7 @@
 
 mod conn;
 mod pool;
+mod reload;
 
 use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -321,6 +322,15 @@ fn worker(boot: Inherited, preloaded: Option<App>) -> i32 {
         Ok(app) => app,
         Err(code) => return code,
     };
+    if settings.reload {
+        let watched = report
+            .try_clone()
+            .map_err(|e| e.to_string())
+            .and_then(|r| reload::watch(app.source_files(), &settings.reload_extra_files, r));
+        if let Err(e) = watched {
+            tracing::error!("--reload: {e}; serving without the reloader");
+        }
+    }
     match EventLoop::new(&settings, listeners, app, signals, slot, report) {
         Ok(event_loop) => {
             slot.set_state(SlotState::Ready);

@@ -281,6 +281,22 @@ impl App {
         })
     }
 
+    /// The source files of every module imported so far (`__file__` of
+    /// each in `sys.modules`), for `--reload`.
+    pub fn source_files(&self) -> Vec<PathBuf> {
+        Python::attach(|py| {
+            let files = py.eval(
+                c"[getattr(m, '__file__', None) for m in list(__import__('sys').modules.values())]",
+                None,
+                None,
+            );
+            files
+                .and_then(|f| f.extract::<Vec<Option<String>>>())
+                .map(|f| f.into_iter().flatten().map(PathBuf::from).collect())
+                .unwrap_or_default()
+        })
+    }
+
     /// Move everything allocated so far (the imported app) to the permanent
     /// generation (`gc.freeze()`), so the collector of a forked worker does
     /// not touch — and copy — the pages it shares with its siblings.
