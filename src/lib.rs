@@ -71,6 +71,9 @@ pub fn main() -> i32 {
     let upgrade_ready = unsafe { master::upgrade::inherited_ready_pipe() };
     let relaunch = master::upgrade::Relaunch::capture();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "status") {
+        return master::control::status_command(&argv[2..]);
+    }
     let runner = config_runner(&argv);
     let loaded = match Settings::load(argv, &runner) {
         Ok(Ok(loaded)) => loaded,
@@ -119,6 +122,9 @@ pub fn main() -> i32 {
     for warning in &warnings {
         tracing::warn!("{warning}");
     }
+    if let Err(e) = logging::statsd::init(settings.statsd.as_ref()) {
+        tracing::warn!("{e}; no StatsD metrics will be sent");
+    }
     if let Err(e) = logging::access::init(
         settings.access_log.as_ref(),
         &settings.access_log_format,
@@ -159,13 +165,21 @@ pub fn main() -> i32 {
         umask: settings.umask,
         owner: (settings.user, settings.group),
     };
-    let sockets = match listeners::open(&settings.bind, &options) {
+    let mut sockets = match listeners::open(&settings.bind, &options) {
         Ok(s) => s,
         Err(e @ listeners::ListenError::BadFd { .. }) => {
             tracing::error!("{e}");
             notify::failed(&e.to_string(), None);
             return exit::CONFIG;
         }
+        Err(e) => {
+            tracing::error!("{e}");
+            notify::failed(&e.to_string(), e.errno());
+            return exit::FAILURE;
+        }
+    };
+    let endpoints = match open_endpoints(&settings, &mut sockets, &options) {
+        Ok(e) => e,
         Err(e) => {
             tracing::error!("{e}");
             notify::failed(&e.to_string(), e.errno());
@@ -208,7 +222,47 @@ pub fn main() -> i32 {
         }
     };
     master::log_interpreter(&python);
-    master::run(settings, python, sockets, relaunch, upgrade_ready)
+    master::run(
+        settings,
+        python,
+        sockets,
+        relaunch,
+        upgrade_ready,
+        endpoints,
+    )
+}
+
+/// The master's metrics and control listeners: the sockets systemd named
+/// `metrics` and `control`, `--metrics-bind` and `--control-socket`.
+///
+/// Errors: an address cannot be bound, or systemd's socket is no listener.
+fn open_endpoints(
+    settings: &Settings,
+    sockets: &mut listeners::Sockets,
+    options: &listeners::BindOptions,
+) -> Result<master::endpoint::Endpoints, listeners::ListenError> {
+    use master::endpoint::Role;
+    let mut endpoints = master::endpoint::Endpoints::default();
+    for (name, fd) in std::mem::take(&mut sockets.reserved) {
+        let role = match name.as_str() {
+            "metrics" => Role::Metrics,
+            "control" if !settings.control_socket_disable => Role::Control,
+            _ => continue,
+        };
+        endpoints.add(role, listeners::adopt_reserved(fd)?);
+    }
+    for bind in &settings.metrics_bind {
+        endpoints.add(Role::Metrics, listeners::bind(bind, options)?);
+    }
+    if let (Some(path), false) = (&settings.control_socket, settings.control_socket_disable) {
+        let control = listeners::BindOptions {
+            umask: 0o777 & !settings.control_socket_mode,
+            ..*options
+        };
+        let bind = config::Bind::Unix(path.clone());
+        endpoints.add(Role::Control, listeners::bind(&bind, &control)?);
+    }
+    Ok(endpoints)
 }
 
 /// What runs a `gunicorn.conf.py`: the interpreter that `--python` or

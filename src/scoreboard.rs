@@ -33,6 +33,11 @@ pub const CAPACITY: usize = 1024;
 /// Bytes of the request line kept per thread for the timeout log line.
 const REQUEST_BYTES: usize = 96;
 
+/// Upper bounds, in milliseconds, of the request-duration histogram's
+/// buckets (Prometheus' default buckets, 5 ms to 10 s); a last bucket
+/// counts the longer ones.
+pub const DURATION_BUCKETS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000];
+
 /// What a worker is doing, as its slot says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -61,6 +66,14 @@ pub struct Slot {
     busy: AtomicU32,
     /// Requests answered so far.
     requests: AtomicU64,
+    /// Requests by status class: `[n]` counts `n`xx for n in 1..=5, `[0]`
+    /// those that got no response (the client went away).
+    by_class: [AtomicU64; 6],
+    /// Requests by duration: one count per bucket of
+    /// [`DURATION_BUCKETS_MS`], then the longer ones.
+    durations: [AtomicU64; 12],
+    /// Sum of the requests' durations, in microseconds.
+    duration_us: AtomicU64,
     /// One entry per app thread (thread 0 is the I/O thread when inline).
     threads: [ThreadSlot; MAX_THREADS],
 }
@@ -150,6 +163,10 @@ pub fn claim(board: &[Slot]) -> Option<usize> {
     slot.busy.store(0, Ordering::Relaxed);
     slot.busy_since.store(0, Ordering::Relaxed);
     slot.requests.store(0, Ordering::Relaxed);
+    for c in slot.by_class.iter().chain(&slot.durations) {
+        c.store(0, Ordering::Relaxed);
+    }
+    slot.duration_us.store(0, Ordering::Relaxed);
     slot.heartbeat.store(now_ms(), Ordering::Relaxed);
     // A killed predecessor may have died mid-request; touch only busy
     // entries so the pages of unused threads stay untouched.
@@ -201,12 +218,40 @@ impl Slot {
         }
     }
 
-    /// A request ended (answered or not).
-    pub fn request_finished(&self) {
+    /// A request ended, answered with `status` (`None`: no response) after
+    /// `took`. A few relaxed additions on this worker's own cache lines:
+    /// the metrics cost the request path nothing else.
+    pub fn request_finished(&self, status: Option<u16>, took: Duration) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        let class = status.map_or(0, |s| usize::from(s / 100).min(5));
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        let ms = took.as_millis() as u64;
+        let bucket = DURATION_BUCKETS_MS
+            .iter()
+            .position(|&b| ms < b)
+            .unwrap_or(DURATION_BUCKETS_MS.len());
+        self.durations[bucket].fetch_add(1, Ordering::Relaxed);
+        self.duration_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         if self.busy.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.busy_since.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// This worker's counters so far.
+    pub fn totals(&self) -> Totals {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Totals {
+            requests: load(&self.requests),
+            by_class: std::array::from_fn(|i| load(&self.by_class[i])),
+            durations: std::array::from_fn(|i| load(&self.durations[i])),
+            duration_us: load(&self.duration_us),
+        }
+    }
+
+    /// The worker's heartbeat: when its event loop last turned (ms).
+    pub fn heartbeat(&self) -> u64 {
+        self.heartbeat.load(Ordering::Relaxed)
     }
 
     /// App threads busy now.
@@ -251,7 +296,44 @@ impl Slot {
     }
 }
 
+/// Request counters, of one worker or summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Requests answered.
+    pub requests: u64,
+    /// By status class (see [`Slot::request_finished`]).
+    pub by_class: [u64; 6],
+    /// By duration bucket ([`DURATION_BUCKETS_MS`], then the rest).
+    pub durations: [u64; 12],
+    /// Sum of durations, µs.
+    pub duration_us: u64,
+}
+
+impl std::ops::AddAssign for Totals {
+    fn add_assign(&mut self, other: Totals) {
+        self.requests += other.requests;
+        for (a, b) in self.by_class.iter_mut().zip(other.by_class) {
+            *a += b;
+        }
+        for (a, b) in self.durations.iter_mut().zip(other.durations) {
+            *a += b;
+        }
+        self.duration_us += other.duration_us;
+    }
+}
+
 impl ThreadSlot {
+    /// The request this thread runs at `now` (ms) and for how long, if any.
+    pub fn current(&self, now: u64) -> Option<(String, Duration)> {
+        let since = self.busy_since.load(Ordering::Acquire);
+        (since != 0).then(|| {
+            (
+                self.request(),
+                Duration::from_millis(now.saturating_sub(since)),
+            )
+        })
+    }
+
     /// This thread starts `request` (`METHOD target`).
     pub fn start(&self, method: &str, target: &str) {
         // `METHOD target`, cut to fit, then one NUL: the reader stops there.
@@ -296,7 +378,7 @@ mod tests {
             nix::unistd::ForkResult::Child => {
                 board[i].set_state(State::Ready);
                 board[i].request_started();
-                board[i].request_finished();
+                board[i].request_finished(Some(404), Duration::from_millis(7));
                 // SAFETY: _exit is async-signal-safe and skips atexit handlers.
                 unsafe { libc::_exit(0) }
             }
@@ -307,6 +389,8 @@ mod tests {
         assert_eq!(board[i].state(), State::Ready);
         assert_eq!(board[i].requests(), 1);
         assert_eq!(board[i].busy(), 0);
+        let t = board[i].totals();
+        assert_eq!((t.by_class[4], t.durations[1], t.duration_us), (1, 1, 7000));
     }
 
     #[test]

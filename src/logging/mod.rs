@@ -18,6 +18,7 @@
 
 pub mod access;
 pub mod file;
+pub mod statsd;
 
 use std::fmt;
 use std::os::fd::AsFd;
@@ -98,6 +99,7 @@ pub fn init(level: Level, target: LogTarget, error_log: Option<LogFile>) {
     let installed = tracing_subscriber::registry()
         .with(journal)
         .with(stderr)
+        .with(statsd::LogCounter)
         .with(LevelFilter::from_level(level))
         .try_init();
     if installed.is_ok() && using_journal {

@@ -10,8 +10,11 @@
 //! once every one of its workers is ready, so a reload never leaves the
 //! listeners unserved.
 
+pub mod control;
+pub mod endpoint;
 mod exec;
 pub mod interpreter;
+pub mod metrics;
 mod spawn;
 pub mod upgrade;
 
@@ -30,8 +33,9 @@ use crate::config::Settings;
 use crate::exit;
 use crate::listeners::Sockets;
 use crate::notify;
-use crate::scoreboard::{self, Slot, State as SlotState};
+use crate::scoreboard::{self, Slot, State as SlotState, Totals};
 use crate::signals::SignalPipe;
+use endpoint::{Endpoints, Question, Role};
 use interpreter::Interpreter;
 
 /// Signals the master acts on.
@@ -135,8 +139,20 @@ struct Master {
     watchdog: Option<Duration>,
     next_ping: Instant,
     last_status: (Instant, String),
-    /// Requests served by workers already reaped.
-    requests_reaped: u64,
+    /// Request counters of workers already reaped.
+    totals_reaped: Totals,
+    /// Workers replaced after exiting on their own (crash, timeout, recycling).
+    restarts: u64,
+    /// Workers aborted for a request past `--timeout`.
+    timeouts: u64,
+    /// When this master started.
+    started: Instant,
+    /// `/metrics` and the control socket.
+    endpoints: Endpoints,
+    /// The worker count last sent to StatsD (`gunicorn.workers`).
+    statsd_workers: Option<usize>,
+    /// When the master-side StatsD metrics are next due.
+    next_statsd: Instant,
     /// How to start this binary again, for a binary upgrade.
     relaunch: upgrade::Relaunch,
     /// A new master started by USR2, not yet ready.
@@ -157,6 +173,7 @@ pub fn run(
     sockets: Sockets,
     relaunch: upgrade::Relaunch,
     upgrade_ready: Option<OwnedFd>,
+    endpoints: Endpoints,
 ) -> i32 {
     let setup = || -> Result<_, String> {
         let signals = SignalPipe::install(&SIGNALS).map_err(|e| format!("signal handlers: {e}"))?;
@@ -217,7 +234,13 @@ pub fn run(
             now.checked_sub(STATUS_INTERVAL).unwrap_or(now),
             String::new(),
         ),
-        requests_reaped: 0,
+        totals_reaped: Totals::default(),
+        restarts: 0,
+        timeouts: 0,
+        started: now,
+        endpoints,
+        statsd_workers: None,
+        next_statsd: now,
         relaunch,
         upgrade: None,
         handed_over: false,
@@ -291,6 +314,7 @@ impl Master {
                 self.handle_signal(signal);
             }
             self.drain_reports();
+            self.serve_endpoints();
             self.reap();
             self.check_upgrade();
             self.abort_overdue();
@@ -316,6 +340,7 @@ impl Master {
                 }
             }
             self.tell_systemd();
+            self.send_statsd();
             self.wait();
         }
     }
@@ -334,6 +359,14 @@ impl Master {
         ];
         if let Some(up) = &self.upgrade {
             fds.push(PollFd::new(up.ready.as_fd(), PollFlags::POLLIN));
+        }
+        for (fd, writing) in self.endpoints.fds() {
+            let flags = if writing {
+                PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
+            };
+            fds.push(PollFd::new(fd, flags));
         }
         let ms = u16::try_from(timeout.as_millis()).unwrap_or(1000);
         let _ = poll(&mut fds, PollTimeout::from(ms));
@@ -628,10 +661,14 @@ impl Master {
                 continue;
             };
             let slot = &self.board[worker.slot];
-            self.requests_reaped += slot.requests();
+            self.totals_reaped += slot.totals();
+            let recycled = slot.state() == SlotState::Stopping;
             slot.set_state(SlotState::Free);
             let stopping = matches!(self.state, State::Stopping { .. }) || worker.retiring;
             let crashed = !matches!(status, WaitStatus::Exited(_, exit::OK));
+            if !stopping && (crashed || recycled) {
+                self.restarts += 1;
+            }
             if crashed && !stopping && worker.started.elapsed() < RESPAWN_BACKOFF {
                 self.respawn_at = Instant::now() + RESPAWN_BACKOFF;
             }
@@ -719,6 +756,7 @@ impl Master {
                             limit.as_secs()
                         );
                         w.aborted = Some(now);
+                        self.timeouts += 1;
                         let _ = kill(pid, Signal::SIGABRT);
                     }
                 }
@@ -839,6 +877,97 @@ impl Master {
         }
     }
 
+    /// Answer `/metrics` and the control socket, without blocking.
+    fn serve_endpoints(&mut self) {
+        if self.endpoints.is_empty() {
+            return;
+        }
+        let mut endpoints = std::mem::take(&mut self.endpoints);
+        endpoints.serve(|role, question| match (role, question) {
+            (Role::Metrics, Question::Metrics { head_only }) => {
+                let body = metrics::render(&self.snapshot());
+                endpoint::text_response(200, "OK", &body, head_only)
+            }
+            (_, Question::Command(line)) => control::answer(&line, &self.snapshot()),
+            (Role::Control, Question::Metrics { .. }) => Vec::new(),
+        });
+        self.endpoints = endpoints;
+    }
+
+    /// The server as the scoreboard and the master's counters show it.
+    fn snapshot(&self) -> metrics::Snapshot {
+        let now = scoreboard::now_ms();
+        let mut totals = self.totals_reaped;
+        let mut workers: Vec<metrics::WorkerView> = self
+            .workers
+            .iter()
+            .map(|(&pid, w)| {
+                let slot = &self.board[w.slot];
+                let t = slot.totals();
+                totals += t;
+                metrics::WorkerView {
+                    pid: pid.as_raw(),
+                    generation: w.generation,
+                    state: if w.retiring {
+                        SlotState::Stopping
+                    } else {
+                        slot.state()
+                    },
+                    age: w.started.elapsed(),
+                    totals: t,
+                    threads: (0..self.settings.threads)
+                        .map(|i| slot.thread(i).current(now))
+                        .collect(),
+                }
+            })
+            .collect();
+        workers.sort_by_key(|w| (w.generation, w.pid));
+        let http: Vec<&crate::listeners::Listener> = self.sockets.http.iter().collect();
+        let queues = crate::listeners::queue::queues(&http);
+        metrics::Snapshot {
+            pid: std::process::id(),
+            uptime: self.started.elapsed(),
+            generation: self.generation,
+            wanted: self.wanted,
+            workers,
+            totals,
+            restarts: self.restarts,
+            timeouts: self.timeouts,
+            queues: http
+                .iter()
+                .map(|l| l.addr.to_string())
+                .zip(queues)
+                .collect(),
+        }
+    }
+
+    /// Gunicorn's master-side StatsD metrics: `gunicorn.workers` when the
+    /// count changes, `gunicorn.backlog` every second if asked for.
+    fn send_statsd(&mut self) {
+        let Some(statsd) = crate::logging::statsd::get() else {
+            return;
+        };
+        let now = Instant::now();
+        if now < self.next_statsd {
+            return;
+        }
+        self.next_statsd = now + STATUS_INTERVAL;
+        let count = self.workers.values().filter(|w| !w.retiring).count();
+        if self.statsd_workers != Some(count) {
+            self.statsd_workers = Some(count);
+            statsd.gauge("gunicorn.workers", count as u64);
+        }
+        if self.settings.statsd.as_ref().is_some_and(|s| s.backlog) {
+            let http: Vec<&crate::listeners::Listener> = self.sockets.http.iter().collect();
+            let waiting: u32 = crate::listeners::queue::queues(&http)
+                .into_iter()
+                .flatten()
+                .map(|q| q.waiting)
+                .sum();
+            statsd.histogram("gunicorn.backlog", waiting.into());
+        }
+    }
+
     /// `STATUS=` (at most once a second, when it changed), `WATCHDOG=1` while
     /// some worker is alive, and more start-up time while the app imports.
     fn tell_systemd(&mut self) {
@@ -886,7 +1015,7 @@ impl Master {
             .filter(|w| self.board[w.slot].state() == SlotState::Ready)
             .count();
         let busy: u32 = slots().map(Slot::busy).sum();
-        let requests: u64 = self.requests_reaped + slots().map(Slot::requests).sum::<u64>();
+        let requests: u64 = self.totals_reaped.requests + slots().map(Slot::requests).sum::<u64>();
         let phase = match (self.served, self.reloading) {
             (false, _) => "starting; ",
             (true, true) => "reloading; ",
@@ -903,6 +1032,7 @@ impl Master {
             for l in &self.sockets.http {
                 l.remove_created_path();
             }
+            self.endpoints.remove_created_paths();
         }
         if let Some(path) = &self.pidfile {
             let ours = std::fs::read_to_string(path)

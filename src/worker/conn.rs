@@ -138,14 +138,18 @@ pub(crate) fn serve(ctx: &ServeCtx, thread: &ThreadSlot, conn: &mut Conn, mut he
             may_keep_alive: !ctx.stopping.load(Ordering::Relaxed),
         });
         thread.finish();
-        ctx.slot.request_finished();
+        let took = started.elapsed();
+        ctx.slot.request_finished(outcome.status, took);
+        if let Some(statsd) = crate::logging::statsd::get() {
+            statsd.request(outcome.status, took);
+        }
         if access::enabled() {
             access::log(&access::Entry {
                 head: &head,
                 peer: &conn.peer,
                 status: outcome.status,
                 sent: outcome.sent,
-                duration: started.elapsed(),
+                duration: took,
                 captured: &outcome.captured,
             });
         }

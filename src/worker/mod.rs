@@ -146,6 +146,9 @@ fn start_logging(boot: &Boot) {
     if settings.capture_output {
         crate::logging::capture_output();
     }
+    if let Err(e) = crate::logging::statsd::init(settings.statsd.as_ref()) {
+        tracing::warn!("{e}; no StatsD metrics will be sent");
+    }
 }
 
 /// Take ownership of a descriptor the master placed for us, made

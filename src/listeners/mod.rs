@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
+pub mod queue;
+
 use crate::config::Bind;
 
 /// Where a listener listens, for logs and for the environ's SERVER_NAME/PORT.
@@ -223,6 +225,22 @@ pub fn open(binds: &[Bind], options: &BindOptions) -> Result<Sockets, ListenErro
         sockets.http.push(listener);
     }
     Ok(sockets)
+}
+
+/// A socket systemd passed under another role (`metrics`, `control`), as
+/// a listener of ours.
+///
+/// Errors: it is not a listening stream socket.
+pub fn adopt_reserved(fd: OwnedFd) -> Result<Listener, ListenError> {
+    let listener = Listener::adopt(Socket::from(fd))?;
+    if !listener.socket.is_listener().unwrap_or(false) {
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&listener.socket);
+        return Err(ListenError::BadFd {
+            fd,
+            reason: "it is a connection, not a listening socket (use Accept=no)".into(),
+        });
+    }
+    Ok(listener)
 }
 
 /// A listener the master passed to this worker at `fd` (made
