@@ -125,8 +125,9 @@ impl Listener {
     }
 }
 
-/// Names of inherited sockets that carry another role than HTTP
-/// (`FileDescriptorName=` in the socket unit; DESIGN §5): held, not served.
+/// Names of inherited sockets that carry another role than the app's HTTP
+/// (`FileDescriptorName=` in the socket unit; DESIGN §5): the master
+/// serves them itself (metrics, the control socket).
 const NON_HTTP_NAMES: [&str; 2] = ["metrics", "control"];
 
 /// How ferrocorn binds the sockets it creates itself.
@@ -161,8 +162,8 @@ impl Default for BindOptions {
 pub struct Sockets {
     /// The sockets served as HTTP.
     pub http: Vec<Listener>,
-    /// Inherited sockets with another role, by name: kept open (close-on-exec)
-    /// but not served; workers close their copies.
+    /// Inherited sockets with another role, by name (close-on-exec): the
+    /// master's own endpoints; workers never see them.
     pub reserved: Vec<(String, OwnedFd)>,
 }
 
@@ -208,7 +209,7 @@ pub fn open(binds: &[Bind], options: &BindOptions) -> Result<Sockets, ListenErro
                 &owned,
                 nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
             );
-            tracing::info!("inherited fd {raw} named {name:?}: reserved, not served as HTTP");
+            tracing::debug!("inherited fd {raw} named {name:?}: the master's, not the app's");
             sockets.reserved.push((name, owned));
             continue;
         }
