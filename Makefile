@@ -4,7 +4,7 @@
 #   make build        debug build (target/debug/ferrocorn)
 #   make lint         cargo fmt --check; cargo clippy --all-targets -D warnings
 #   make docs         docs/settings.md and the man page's OPTIONS, from the settings table
-#   make venv         .venv/ (Debian's python3.11 + examples/requirements.txt)
+#   make venv         .venv/ (Debian's python3.11 + examples/ and tests/requirements.txt)
 #   make conformance  Gunicorn's request corpus against a live server
 #   make serve        examples/hello.py on http://127.0.0.1:8000
 #   make native-modules  target/native/_native.SOABI.so for each CPython at hand
@@ -62,9 +62,9 @@ test: venv
 # re-runs pip when examples/requirements.txt changes.
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: examples/requirements.txt
+$(VENV)/.installed: examples/requirements.txt tests/requirements.txt tests/requirements-app.txt
 	test -x $(VENV)/bin/python || $(VENV_PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install --quiet -r examples/requirements.txt
+	$(VENV)/bin/python -m pip install --quiet -r examples/requirements.txt -r tests/requirements.txt
 	touch $@
 
 clean-venv:

@@ -7,6 +7,7 @@
 //! bounded. Nothing but loopback and UNIX sockets is used.
 
 mod common;
+mod settings;
 
 use common::*;
 use serde_json::Value;
@@ -1501,10 +1502,20 @@ fn curl_talks_over_the_unix_socket() {
 fn stale_unix_socket_file_is_replaced() {
     let b = testapp("stale");
     let sock = b.dir().join("s.sock");
-    drop(UnixListener::bind(&sock).unwrap());
+    // Bound by a process that then exits: a listener bound here could live
+    // on for a moment in a child another test is forking.
+    let bound = std::process::Command::new(python())
+        .args([
+            "-c",
+            "import socket, sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])",
+        ])
+        .arg(&sock)
+        .status()
+        .unwrap();
+    assert!(bound.success());
     assert!(
         sock.exists(),
-        "a stale socket file is left by the dropped listener"
+        "a stale socket file is left by the exited process"
     );
     assert!(UnixStream::connect(&sock).is_err());
     let s = b.start();

@@ -37,6 +37,10 @@ pub fn render(r: &Resolved) -> String {
                 // An inline table keeps the file's keys in order, one line each.
                 let _ = writeln!(out, "{} = {}{note}", s.name, inline_table(t));
             }
+            // A file mode reads best in octal, which TOML has.
+            Some(Value::Integer(mode)) if s.kind == Kind::Mode => {
+                let _ = writeln!(out, "{} = 0o{mode:o}{note}", s.name);
+            }
             Some(v) => {
                 let _ = writeln!(out, "{} = {}{note}", s.name, value_text(v));
             }

@@ -38,6 +38,7 @@ Every route is deterministic so the Rust side can compute what it expects:
     /hog?mb=N              keeps N MiB allocated for the worker's life; answers the pid
     /exit                  os._exit(17) in its own worker
     /log?msg=M             writes M to wsgi.errors, answers "logged"
+    /pylog?msg=M           logging.getLogger("testapp").warning(M), answers "logged"
 """
 
 import hashlib
@@ -404,6 +405,13 @@ def route_log(environ, start_response, q):
     return _text(start_response, "logged\n")
 
 
+def route_pylog(environ, start_response, q):
+    import logging
+
+    logging.getLogger("testapp").warning(q.get("msg", "nothing"))
+    return _text(start_response, "logged\n")
+
+
 def route_print(environ, start_response, q):
     print(q.get("msg", "nothing"))
     return _text(start_response, "printed\n")
@@ -437,6 +445,7 @@ ROUTES = {
     "/hog": route_hog,
     "/exit": route_exit,
     "/log": route_log,
+    "/pylog": route_pylog,
     "/osenv": route_osenv,
 }
 

@@ -897,7 +897,11 @@ impl ServerBuilder {
         if let Some(d) = &self.chdir {
             cmd.arg("--chdir").arg(d);
         }
-        cmd.args(&self.args).arg(&self.app);
+        cmd.args(&self.args);
+        // No app argument: it comes from --paste or a configuration file.
+        if !self.app.is_empty() {
+            cmd.arg(&self.app);
+        }
         for k in [
             "WEB_CONCURRENCY",
             "LISTEN_FDS",

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The wheel on every CPython 3.9+ of this machine (Debian's python3.11 and
-# pyenv's builds): for each, a fresh venv with `pip install WHEEL` and Flask
-# from PyPI, then, with that venv's bin/ferrocorn (so the workers run in the
+# pyenv's builds): for each, a fresh venv with `pip install WHEEL` and the
+# tests' packages (Flask, PasteDeploy...) from PyPI, then, with that venv's bin/ferrocorn (so the workers run in the
 # venv's own interpreter):
 #   - the whole integration suite (FERROCORN_TEST_BIN, FERROCORN_TEST_VENV;
 #     FERROCORN_TEST_NATIVE=specific: each worker must load the module the
@@ -41,7 +41,8 @@ for python in "${pythons[@]}"; do
     echo "=== wheel-test: CPython $version ($python)"
     rm -rf "$venv"
     "$python" -m venv "$venv"
-    "$venv/bin/pip" install --quiet --no-cache-dir "$wheel" -r "$root/examples/requirements.txt"
+    "$venv/bin/pip" install --quiet --no-cache-dir "$wheel" -r "$root/examples/requirements.txt" \
+        -r "$root/tests/requirements-app.txt"
     ok=1
     (cd "$root" && FERROCORN_TEST_BIN=$venv/bin/ferrocorn FERROCORN_TEST_VENV=$venv FERROCORN_TEST_NATIVE=specific \
         cargo test --test integration --no-fail-fast -q) || ok=0
