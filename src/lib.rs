@@ -74,8 +74,7 @@ pub fn main() -> i32 {
     if argv.get(1).is_some_and(|a| a == "status") {
         return master::control::status_command(&argv[2..]);
     }
-    let runner = config_runner(&argv);
-    let loaded = match Settings::load(argv, &runner) {
+    let loaded = match Settings::load(argv, &master::interpreter::ConfigRunner) {
         Ok(Ok(loaded)) => loaded,
         Ok(Err(e)) => {
             eprintln!("ferrocorn: configuration error: {e}");
@@ -263,40 +262,4 @@ fn open_endpoints(
         endpoints.add(Role::Control, listeners::bind(&bind, &control)?);
     }
     Ok(endpoints)
-}
-
-/// What runs a `gunicorn.conf.py`: the interpreter that `--python` or
-/// `--virtualenv` on the command line (or in `FERROCORN_CMD_ARGS`) names,
-/// else the one the workers would get.
-fn config_runner(argv: &[std::ffi::OsString]) -> master::interpreter::ConfigRunner {
-    let env_args = ["FERROCORN_CMD_ARGS", "GUNICORN_CMD_ARGS"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok())
-        .and_then(|v| shlex::split(&v))
-        .unwrap_or_default();
-    let args: Vec<String> = env_args
-        .into_iter()
-        .chain(
-            argv.iter()
-                .skip(1)
-                .map(|a| a.to_string_lossy().into_owned()),
-        )
-        .collect();
-    let mut runner = master::interpreter::ConfigRunner::default();
-    let mut iter = args.iter();
-    while let Some(arg) = iter.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f, Some(v.to_string())),
-            None => (arg.as_str(), None),
-        };
-        let slot = match flag {
-            "--python" => &mut runner.python,
-            "--virtualenv" => &mut runner.virtualenv,
-            _ => continue,
-        };
-        if let Some(value) = inline.or_else(|| iter.next().cloned()) {
-            *slot = Some(value.into());
-        }
-    }
-    runner
 }

@@ -87,15 +87,31 @@ pub struct PythonValues {
     pub hooks: Vec<String>,
 }
 
+/// Which interpreter runs a `gunicorn.conf.py`: `--python` and
+/// `--virtualenv` as the command line and `FERROCORN_CMD_ARGS` give them
+/// (the file itself cannot choose the interpreter that reads it).
+#[derive(Debug, Clone, Default)]
+pub struct Interpreter {
+    /// `--python`.
+    pub python: Option<PathBuf>,
+    /// `--virtualenv`.
+    pub virtualenv: Option<PathBuf>,
+}
+
 /// Runs a `gunicorn.conf.py` in the app's interpreter (the master has none
 /// of its own).
 pub trait PythonConfig {
-    /// Run the file or module and return its variables named like one of
-    /// `names`.
+    /// Run the file or module with `interpreter` and return its variables
+    /// named like one of `names`.
     ///
     /// Errors: the interpreter cannot be started, or the code raised (the
     /// message carries Python's error).
-    fn evaluate(&self, location: &Location, names: &[&str]) -> Result<PythonValues, String>;
+    fn evaluate(
+        &self,
+        location: &Location,
+        names: &[&str],
+        interpreter: &Interpreter,
+    ) -> Result<PythonValues, String>;
 }
 
 /// What a configuration file gave: its layer and warnings to log once
@@ -112,7 +128,11 @@ pub struct Loaded {
 ///
 /// Errors: the file cannot be read or parsed, a key is unknown (TOML), or a
 /// value has a type the setting does not take; the message names the file.
-pub fn load(location: &Location, python: &dyn PythonConfig) -> Result<Loaded, ConfigError> {
+pub fn load(
+    location: &Location,
+    python: &dyn PythonConfig,
+    interpreter: &Interpreter,
+) -> Result<Loaded, ConfigError> {
     let where_ = location.describe();
     let mut layer = Layer::new(location.source());
     let mut warnings = Vec::new();
@@ -144,7 +164,7 @@ pub fn load(location: &Location, python: &dyn PythonConfig) -> Result<Loaded, Co
                 .filter(|n| *n != "config")
                 .collect();
             let got = python
-                .evaluate(location, &names)
+                .evaluate(location, &names, interpreter)
                 .map_err(|e| bad("config", format!("{where_}: {e}")))?;
             for (key, json) in got.values {
                 let s =
@@ -217,7 +237,12 @@ mod tests {
 
     struct NoPython;
     impl PythonConfig for NoPython {
-        fn evaluate(&self, _: &Location, _: &[&str]) -> Result<PythonValues, String> {
+        fn evaluate(
+            &self,
+            _: &Location,
+            _: &[&str],
+            _: &Interpreter,
+        ) -> Result<PythonValues, String> {
             let mut values = serde_json::Map::new();
             values.insert("workers".into(), serde_json::json!(4));
             values.insert("bind".into(), serde_json::json!("unix:/tmp/x.sock"));
@@ -252,7 +277,12 @@ mod tests {
             X-SCHEME = "https"
             "#,
         );
-        let loaded = load(&Location::Toml(path.clone()), &NoPython).unwrap();
+        let loaded = load(
+            &Location::Toml(path.clone()),
+            &NoPython,
+            &Interpreter::default(),
+        )
+        .unwrap();
         let v = &loaded.layer.values;
         assert_eq!(v["workers"], Value::Integer(3));
         assert_eq!(v["umask"], Value::Integer(0o27));
@@ -268,7 +298,12 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_types_name_the_key_and_file() {
         let path = write("bad", "wokers = 3\n");
-        let err = load(&Location::Toml(path.clone()), &NoPython).unwrap_err();
+        let err = load(
+            &Location::Toml(path.clone()),
+            &NoPython,
+            &Interpreter::default(),
+        )
+        .unwrap_err();
         assert!(
             err.to_string().contains("unknown setting \"wokers\""),
             "{err}"
@@ -278,7 +313,12 @@ mod tests {
             "{err}"
         );
         let path2 = write("type", "preload_app = \"yes\"\n");
-        let err = load(&Location::Toml(path2.clone()), &NoPython).unwrap_err();
+        let err = load(
+            &Location::Toml(path2.clone()),
+            &NoPython,
+            &Interpreter::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.setting, "preload_app");
         assert!(err.message.contains("true or false"), "{err}");
         std::fs::remove_file(path).unwrap();
@@ -290,6 +330,7 @@ mod tests {
         let loaded = load(
             &Location::PythonFile("/x/gunicorn.conf.py".into()),
             &NoPython,
+            &Interpreter::default(),
         )
         .unwrap();
         assert_eq!(loaded.layer.values["workers"], Value::Integer(4));

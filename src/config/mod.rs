@@ -31,7 +31,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use bind::Bind;
-pub use file::{Location, PythonConfig, PythonValues};
+pub use file::{Interpreter, Location, PythonConfig, PythonValues};
 pub use resolve::{Resolved, Source};
 
 use crate::http::{HeaderMap, Limits, Rules};
@@ -383,10 +383,25 @@ impl Settings {
                     .map(str::to_string)
             });
         let location = file::locate(given.as_deref());
+        let path_of = |name: &str| {
+            [Some(&cli), env.as_ref()]
+                .into_iter()
+                .flatten()
+                .find_map(|l| {
+                    l.values
+                        .get(name)
+                        .and_then(|v| v.as_str())
+                        .map(PathBuf::from)
+                })
+        };
+        let interpreter = Interpreter {
+            python: path_of("python"),
+            virtualenv: path_of("virtualenv"),
+        };
         let mut warnings = Vec::new();
         let mut layers = Vec::new();
         if let Some(location) = &location {
-            match file::load(location, python) {
+            match file::load(location, python, &interpreter) {
                 Ok(loaded) => {
                     layers.push(loaded.layer);
                     warnings.extend(loaded.warnings);
@@ -947,7 +962,12 @@ mod tests {
 
     struct NoPython;
     impl PythonConfig for NoPython {
-        fn evaluate(&self, _: &Location, _: &[&str]) -> Result<PythonValues, String> {
+        fn evaluate(
+            &self,
+            _: &Location,
+            _: &[&str],
+            _: &Interpreter,
+        ) -> Result<PythonValues, String> {
             Err("no Python in unit tests".into())
         }
     }

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::config::{Location, PythonConfig, PythonValues, Settings};
+use crate::config::{self, Location, PythonConfig, PythonValues, Settings};
 
 /// The Python side of a worker's start and of the probe (see its header).
 const PYTHON_SIDE: &str = include_str!("python.py");
@@ -306,18 +306,18 @@ fn native_modules() -> Vec<PathBuf> {
 /// get from the command line's `--python`/`--virtualenv` (or the usual
 /// search): the master has no Python of its own.
 #[derive(Debug, Default)]
-pub struct ConfigRunner {
-    /// `--python` from the command line or `FERROCORN_CMD_ARGS`.
-    pub python: Option<PathBuf>,
-    /// `--virtualenv` from the same.
-    pub virtualenv: Option<PathBuf>,
-}
+pub struct ConfigRunner;
 
 impl PythonConfig for ConfigRunner {
-    fn evaluate(&self, location: &Location, names: &[&str]) -> Result<PythonValues, String> {
+    fn evaluate(
+        &self,
+        location: &Location,
+        names: &[&str],
+        interpreter: &config::Interpreter,
+    ) -> Result<PythonValues, String> {
         let choice = Choice {
-            python: self.python.as_deref(),
-            virtualenv: self.virtualenv.as_deref(),
+            python: interpreter.python.as_deref(),
+            virtualenv: interpreter.virtualenv.as_deref(),
             pythonpath: &[],
         };
         let (python, _) = choose(&choice).map_err(|e| e.to_string())?;

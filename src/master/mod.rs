@@ -451,11 +451,7 @@ impl Master {
             self.generation + 1
         );
         notify::reloading();
-        let runner = interpreter::ConfigRunner {
-            python: self.settings.python.clone(),
-            virtualenv: self.settings.virtualenv.clone(),
-        };
-        match self.settings.reread(&runner) {
+        match self.settings.reread(&interpreter::ConfigRunner) {
             Ok(loaded) => {
                 for warning in &loaded.warnings {
                     tracing::warn!("{warning}");
