@@ -19,6 +19,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Settings;
 
+/// The master's command line, captured before the process title takes its
+/// memory (`proctitle`), for the workers' `sys.argv`.
+static MASTER_ARGV: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Remember the master's command line (first thing in `main`).
+pub fn capture_argv() {
+    let _ = MASTER_ARGV.set(std::env::args().collect());
+}
+
+/// The master's command line as [`capture_argv`] saw it.
+pub fn master_argv() -> Vec<String> {
+    MASTER_ARGV.get().cloned().unwrap_or_default()
+}
+
 /// This build's version (for messages).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -70,6 +70,7 @@ pub fn main() -> i32 {
     // SAFETY: first thing in main: single-threaded.
     let upgrade_ready = unsafe { master::upgrade::inherited_ready_pipe() };
     let relaunch = master::upgrade::Relaunch::capture();
+    boot::capture_argv();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     if argv.get(1).is_some_and(|a| a == "status") {
         return master::control::status_command(&argv[2..]);
@@ -97,7 +98,14 @@ pub fn main() -> i32 {
     if settings.print_config {
         print!("{}", config::print::render(&resolved));
     }
+    if settings.check_config || settings.print_config {
+        // Gunicorn's --check-config (and --print-config): import the app,
+        // exit 0 or 1; nothing is bound, no file written.
+        return check(&settings, &warnings);
+    }
     if settings.daemon {
+        // Before any log file is opened or stdout captured: the daemon's
+        // standard streams become /dev/null.
         if let Err(e) = daemon::daemonize(settings.stdio_inheritance) {
             eprintln!("ferrocorn: cannot daemonize: {e}");
             return exit::FAILURE;
@@ -143,16 +151,6 @@ pub fn main() -> i32 {
         // SAFETY: the process is single-threaded here (no worker started, no
         // thread started), so nothing reads the environment concurrently.
         unsafe { std::env::set_var(key, value) };
-    }
-    if settings.check_config || settings.print_config {
-        // Gunicorn's --check-config (and --print-config): import the app, exit 0 or 1.
-        return match Interpreter::find(&settings) {
-            Ok(python) => master::check_app(&settings, &python),
-            Err(e) => {
-                tracing::error!("{e}");
-                exit::FAILURE
-            }
-        };
     }
     // The arguments were read (Relaunch, the boot argv): the title may now
     // take their place.
@@ -229,6 +227,33 @@ pub fn main() -> i32 {
         upgrade_ready,
         endpoints,
     )
+}
+
+/// `--check-config`: the app imported by the interpreter the workers
+/// would run, with the settings' directory and environment; 0 or 1.
+fn check(settings: &Settings, warnings: &[String]) -> i32 {
+    logging::init(settings.log_level, settings.log_target, None);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some(dir) = &settings.chdir {
+        if let Err(e) = std::env::set_current_dir(dir) {
+            tracing::error!("chdir: cannot change to {}: {e}", dir.display());
+            return exit::FAILURE;
+        }
+    }
+    for (key, value) in &settings.raw_env {
+        // SAFETY: single-threaded start-up: nothing reads the environment
+        // concurrently.
+        unsafe { std::env::set_var(key, value) };
+    }
+    match Interpreter::find(settings) {
+        Ok(python) => master::check_app(settings, &python),
+        Err(e) => {
+            tracing::error!("{e}");
+            exit::FAILURE
+        }
+    }
 }
 
 /// The master's metrics and control listeners: the sockets systemd named

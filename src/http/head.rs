@@ -461,43 +461,28 @@ fn check_method(method: &[u8], unconventional: bool) -> Result<(), ParseError> {
 /// as HTTP/1.1 from 1.1 up (RFC 9110 §6.2: the highest minor version we
 /// support), as HTTP/1.0 below.
 fn parse_version(v: &[u8], unconventional: bool) -> Result<Version, ParseError> {
-    if let (
-        true,
-        [
-            b'H',
-            b'T',
-            b'T',
-            b'P',
-            b'/',
-            major @ b'0'..=b'9',
-            b'.',
-            minor @ b'0'..=b'9',
-        ],
-    ) = (unconventional, v)
-    {
-        return Ok(if (major, minor) >= (&b'1', &b'1') {
+    let [
+        b'H',
+        b'T',
+        b'T',
+        b'P',
+        b'/',
+        major @ b'0'..=b'9',
+        b'.',
+        minor @ b'0'..=b'9',
+    ] = v
+    else {
+        return Err(ParseError::InvalidVersion(snippet(v)));
+    };
+    match (major - b'0', minor - b'0') {
+        (1, 1) => Ok(Version::Http11),
+        (1, 0) => Ok(Version::Http10),
+        (major, minor) if unconventional => Ok(if (major, minor) >= (1, 1) {
             Version::Http11
         } else {
             Version::Http10
-        });
-    }
-    match v {
-        b"HTTP/1.1" => Ok(Version::Http11),
-        b"HTTP/1.0" => Ok(Version::Http10),
-        [
-            b'H',
-            b'T',
-            b'T',
-            b'P',
-            b'/',
-            major @ b'0'..=b'9',
-            b'.',
-            minor @ b'0'..=b'9',
-        ] => Err(ParseError::UnsupportedVersion {
-            major: major - b'0',
-            minor: minor - b'0',
         }),
-        _ => Err(ParseError::InvalidVersion(snippet(v))),
+        (major, minor) => Err(ParseError::UnsupportedVersion { major, minor }),
     }
 }
 

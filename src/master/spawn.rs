@@ -78,7 +78,7 @@ fn start(
         error_log,
         slots,
         master: std::process::id() as i32,
-        argv: std::env::args().collect(),
+        argv: boot::master_argv(),
     };
     let memfd = description.to_memfd()?;
     let boot_fd = place(&mut fds, memfd.as_raw_fd());

@@ -39,6 +39,7 @@ Every route is deterministic so the Rust side can compute what it expects:
     /exit                  os._exit(17) in its own worker
     /log?msg=M             writes M to wsgi.errors, answers "logged"
     /pylog?msg=M           logging.getLogger("testapp").warning(M), answers "logged"
+    /argv                  sys.argv as JSON
 """
 
 import hashlib
@@ -412,6 +413,10 @@ def route_pylog(environ, start_response, q):
     return _text(start_response, "logged\n")
 
 
+def route_argv(environ, start_response, q):
+    return _json(start_response, sys.argv)
+
+
 def route_print(environ, start_response, q):
     print(q.get("msg", "nothing"))
     return _text(start_response, "printed\n")
@@ -446,6 +451,7 @@ ROUTES = {
     "/exit": route_exit,
     "/log": route_log,
     "/pylog": route_pylog,
+    "/argv": route_argv,
     "/osenv": route_osenv,
 }
 

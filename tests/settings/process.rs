@@ -33,6 +33,19 @@ fn name_sets_the_master_and_worker_process_titles() {
     assert_eq!(cmdline(s.pid()), "ferrocorn: master [shop]");
     assert_eq!(cmdline(worker), "ferrocorn: worker [shop]");
     assert_eq!(comm(s.pid()), "ferrocorn: mast");
+    // The app's sys.argv is still the master's command line, as Gunicorn's.
+    let argv = s.get("/argv").json();
+    let argv: Vec<&str> = argv
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(argv[0].ends_with("ferrocorn"), "{argv:?}");
+    assert!(
+        argv.contains(&"shop") && argv.last() == Some(&"testapp:app"),
+        "{argv:?}"
+    );
     // Without -n the app names them, as Gunicorn's default_proc_name.
     let s = Server::builder("proctitle-default", "testapp:app").start();
     assert_eq!(cmdline(s.pid()), "ferrocorn: master [testapp:app]");
@@ -139,7 +152,6 @@ fn umask_sets_the_unix_sockets_mode_as_gunicorn() {
         ),
         0o755
     );
-    // Files the app creates keep the process's own umask.
 }
 
 #[test]
