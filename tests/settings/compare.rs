@@ -74,6 +74,28 @@ fn a_script_name_mount_is_what_gunicorn_makes_of_it() {
         .args(args)
         .start();
     same_answers(&ferro, &guni, &cases, &keys);
+    // Another forwarder field, and any field with '_' under header_map
+    // dangerous (Gunicorn's old, ambiguous mapping).
+    let cases = vec![
+        ("/environ", vec![("REMOTE_USER", "alice"), ("X_Other", "x")]),
+        ("/environ", vec![("Remote-User", "bob")]),
+    ];
+    let keys = ["HTTP_REMOTE_USER", "HTTP_X_OTHER"];
+    for (name, args) in [
+        (
+            "fwd",
+            vec!["--forwarder-headers", "SCRIPT_NAME,REMOTE_USER"],
+        ),
+        ("dangerous", vec!["--header-map", "dangerous"]),
+    ] {
+        let guni = Gunicorn::start(&format!("cmp-fwd-g-{name}"), "testapp:app", &args);
+        let ferro = Server::builder(&format!("cmp-fwd-f-{name}"), "testapp:app")
+            .tcp()
+            .args(&args)
+            .start();
+        same_answers(&ferro, &guni, &cases, &keys);
+    }
+    let keys = ["SCRIPT_NAME", "PATH_INFO", "HTTP_SCRIPT_NAME", "RAW_URI"];
     // The environment's SCRIPT_NAME.
     let args = ["-e", "SCRIPT_NAME=/mnt"];
     let guni = Gunicorn::start("cmp-mount-g3", "testapp:app", &args);

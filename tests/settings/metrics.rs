@@ -253,3 +253,53 @@ fn ferrocorn_status_shows_the_running_request_and_its_worker() {
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--control-socket"));
 }
+
+#[test]
+fn the_control_socket_systemd_names_control_answers_ferrocorn_status() {
+    let Some(ssa) = [
+        "/usr/bin/systemd-socket-activate",
+        "/bin/systemd-socket-activate",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists()) else {
+        eprintln!("note: systemd-socket-activate not installed; test skipped");
+        return;
+    };
+    let b = Server::builder("status-systemd", "testapp:app");
+    let (http, control) = (b.dir().join("http.sock"), b.dir().join("control.sock"));
+    let s = b
+        .wrapper([
+            ssa,
+            "-l",
+            http.to_str().unwrap(),
+            "-l",
+            control.to_str().unwrap(),
+            "--fdname=http:control",
+        ])
+        .no_bind(Addr::Unix(http.clone()))
+        .start();
+    assert_eq!(s.get("/").status, 200);
+    let out = std::process::Command::new(bin())
+        .arg("status")
+        .env("FERROCORN_CONTROL_SOCKET", &control)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("workers 1/1 ready"),
+        "{text}"
+    );
+}
+
+#[test]
+fn no_control_socket_serves_none() {
+    let b = Server::builder("no-control", "testapp:app");
+    let control = b.dir().join("control.sock");
+    let s = b
+        .arg("--control-socket")
+        .arg(&control)
+        .arg("--no-control-socket")
+        .start();
+    assert_eq!(s.get("/").status, 200);
+    assert!(!control.exists());
+}

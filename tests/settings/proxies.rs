@@ -193,3 +193,16 @@ fn haproxy_send_proxy_names_the_client_in_both_versions() {
     // A direct request, without a header, is served as plain HTTP.
     assert_eq!(s.get("/").status, 200);
 }
+
+#[test]
+fn a_proxy_header_from_a_peer_not_allowed_is_403() {
+    let s = Server::builder("pp-forbidden", "testapp:app")
+        .tcp()
+        .args(["--proxy-protocol", "v1", "--proxy-allow-from", "10.0.0.1"])
+        .start();
+    let mut c = s.client();
+    c.send(b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET /environ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(c.read_response().status, 403);
+    // Without a header the same peer is served, as plain HTTP.
+    assert_eq!(s.get("/").status, 200);
+}

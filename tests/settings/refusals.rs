@@ -123,3 +123,42 @@ fn a_server_hook_in_a_toml_file_is_refused_naming_the_file() {
     );
     assert!(err.contains(path.to_str().unwrap()), "{err}");
 }
+
+#[test]
+fn every_accepted_setting_warns_what_it_means_here() {
+    use ferrocorn::config::table::DefaultValue;
+    let apps = apps_dir();
+    let mut checked = 0;
+    for s in SETTINGS {
+        let Support::Accepted(meaning) = s.support else {
+            continue;
+        };
+        let (Some(flag), false) = (s.long(), s.kind == Kind::Hook) else {
+            continue;
+        };
+        let mut args = vec![flag];
+        match (s.kind, s.default) {
+            (Kind::Bool, _) => {}
+            (_, DefaultValue::Str("python")) => args.push("auto"),
+            _ => args.push("python"),
+        }
+        args.extend([
+            "--check-config",
+            "--chdir",
+            apps.to_str().unwrap(),
+            "testapp:app",
+        ]);
+        let (code, err) = run(&args, &[]);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert!(
+            err.contains("[WARNING]") && err.contains(flag),
+            "{args:?}: {err}"
+        );
+        assert!(
+            err.contains(&meaning[..meaning.len().min(40)]),
+            "{args:?}: {err}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "only {checked} accepted settings");
+}
