@@ -42,6 +42,12 @@ pub fn set(title: &str) {
     if let Ok(name) = CString::new(short) {
         let _ = nix::sys::prctl::set_name(&name);
     }
+    // Under valgrind /proc's argument area is valgrind's own command line,
+    // which it reads again to trace our children: leave it alone.
+    let preload = std::env::var("LD_PRELOAD").unwrap_or_default();
+    if preload.contains("/vgpreload") {
+        return;
+    }
     let Some((arg_start, arg_end, env_start, env_end)) = areas() else {
         return;
     };

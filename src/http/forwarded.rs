@@ -31,6 +31,8 @@ pub struct Policy<'a> {
     pub trusted: bool,
     /// `secure_scheme_headers`: upper-case name and exact value.
     pub secure_scheme_headers: &'a [(String, String)],
+    /// [`length_mask`] of their names.
+    pub secure_lengths: u64,
     /// `forwarder_headers`: upper-case names, `*` for any.
     pub forwarder_headers: &'a [String],
     /// `header_map`.
@@ -46,20 +48,37 @@ pub struct Forwarded<'h> {
     pub script_name: Option<&'h [u8]>,
 }
 
+/// A bit per name length (up to 63) that one of `names` has: a field
+/// whose length has no bit cannot be one of them, which most fields of a
+/// request show without comparing a byte.
+pub fn length_mask<'a>(names: impl IntoIterator<Item = &'a str>) -> u64 {
+    names.into_iter().fold(0, |mask, n| {
+        mask | 1u64.checked_shl(n.len() as u32).unwrap_or(0)
+    })
+}
+
 impl Policy<'_> {
+    fn may_be_secure_scheme(&self, name: &str) -> bool {
+        match 1u64.checked_shl(name.len() as u32) {
+            Some(bit) => self.secure_lengths & bit != 0,
+            None => true,
+        }
+    }
+
     /// Look at one field: whether it goes into the environ (`Ok(false)`:
     /// dropped), after noting in `seen` what it says.
     ///
     /// Errors: two secure-scheme fields that disagree (Gunicorn's
     /// `InvalidSchemeHeaders`), or a name with `_` under `header_map = refuse`;
     /// both are answered 400.
+    #[inline]
     pub fn observe<'h>(
         &self,
         name: &str,
         value: &'h [u8],
         seen: &mut Forwarded<'h>,
     ) -> Result<bool, ParseError> {
-        if self.trusted {
+        if self.trusted && self.may_be_secure_scheme(name) {
             if let Some((_, secure)) = self
                 .secure_scheme_headers
                 .iter()
@@ -75,7 +94,8 @@ impl Policy<'_> {
                 seen.https = Some(https);
             }
         }
-        if !name.contains('_') {
+        // A byte loop: names are short, and str::contains(char) is not.
+        if !name.bytes().any(|b| b == b'_') {
             return Ok(true);
         }
         let forwarder = self.trusted
@@ -125,6 +145,7 @@ mod tests {
         Policy {
             trusted,
             secure_scheme_headers: secure,
+            secure_lengths: length_mask(secure.iter().map(|(n, _)| n.as_str())),
             forwarder_headers: fwd,
             header_map: map,
         }
@@ -191,6 +212,13 @@ mod tests {
             dangerous.observe("A_B", b"x", &mut Forwarded::default()),
             Ok(true)
         );
+    }
+
+    #[test]
+    fn length_masks_rule_out_fields_by_length() {
+        let mask = length_mask(["X-FORWARDED-PROTO", "X-SSL"]);
+        assert_eq!(mask, (1 << 17) | (1 << 5));
+        assert_eq!(length_mask([&*"x".repeat(70)]), 0);
     }
 
     #[test]

@@ -323,12 +323,7 @@ pub fn parse_head(buf: &[u8], rules: &Rules) -> Result<Option<(Head, usize)>, Pa
     };
     let end = fields_start + len;
     if folded {
-        // The head's text is a copy anyway: copy it unfolded.
-        let text = unfold(&buf[start..end], line_len + 2);
-        let line = parse_request_line(&text[..line_len], rules)?;
-        let (fields, framing) =
-            parse_field_lines(&text, &text[line_len + 2..], count, line.version)?;
-        let head = framing.into_head(&text, line, fields, rules.casefold_method)?;
+        let head = parse_folded(&buf[start..end], line_len, line, count, rules)?;
         return Ok(Some((head, end)));
     }
     let block = &buf[fields_start..end];
@@ -336,6 +331,30 @@ pub fn parse_head(buf: &[u8], rules: &Rules) -> Result<Option<(Head, usize)>, Pa
     let (fields, framing) = parse_field_lines(text, block, count, line.version)?;
     let head = framing.into_head(text, line, fields, rules.casefold_method)?;
     Ok(Some((head, end)))
+}
+
+/// A head with folded field lines (`permit_obsolete_folding`): its text is
+/// a copy anyway, so it is copied unfolded and parsed from the copy. Out of
+/// line: the common path stays small.
+#[cold]
+#[inline(never)]
+fn parse_folded(
+    head: &[u8],
+    line_len: usize,
+    line: RequestLine<'_>,
+    count: usize,
+    rules: &Rules,
+) -> Result<Head, ParseError> {
+    let text = unfold(head, line_len + 2);
+    // The request line is copied as it was: the same parts, in the copy.
+    let old = &head[..line_len];
+    let line = RequestLine {
+        method: &text[Span::of(old, line.method).range()],
+        target: &text[Span::of(old, line.target).range()],
+        version: line.version,
+    };
+    let (fields, framing) = parse_field_lines(&text, &text[line_len + 2..], count, line.version)?;
+    framing.into_head(&text, line, fields, rules.casefold_method)
 }
 
 /// `head` (request line and field lines; the block starts at `block_start`)
@@ -696,10 +715,14 @@ fn scan_field_lines(
         }
         // A line that fills what is left of `size_limit` with its CRLF has
         // its LF at the last index of that: no need to look further.
-        let room = size_limit.saturating_sub(field_so_far);
-        let too_large = ParseError::FieldTooLarge { limit: size_limit };
-        if size_limit > 0 && room == 0 {
-            return Err(too_large);
+        let room = if folding {
+            size_limit.saturating_sub(field_so_far)
+        } else {
+            size_limit
+        };
+        let too_large = || ParseError::FieldTooLarge { limit: size_limit };
+        if folding && size_limit > 0 && room == 0 {
+            return Err(too_large());
         }
         let window = if size_limit == 0 {
             rest
@@ -710,10 +733,12 @@ fn scan_field_lines(
             // i >= 1: rest[0] is not LF.
             Some(i) if rest[i - 1] == b'\r' => {
                 pos += i + 1;
-                field_so_far += i + 1;
+                if folding {
+                    field_so_far += i + 1;
+                }
             }
             Some(_) => return Err(ParseError::BareLf),
-            None if size_limit > 0 && rest.len() >= room => return Err(too_large),
+            None if size_limit > 0 && rest.len() >= room => return Err(too_large()),
             None => return Ok(None),
         }
     }

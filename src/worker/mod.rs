@@ -95,7 +95,6 @@ pub fn main(boot_fd: RawFd) -> i32 {
     };
     start_logging(&boot);
     crate::logging::enter_worker(std::process::id());
-    crate::proctitle::set(&format!("ferrocorn: worker [{}]", boot.settings.proc_name));
     match take_over(boot) {
         Ok(inherited) if inherited.settings.preload => zygote(inherited),
         Ok(inherited) => worker(inherited, None),
@@ -210,6 +209,7 @@ fn zygote(mut boot: Inherited) -> i32 {
     if nix::unistd::getppid() != boot.master {
         return exit::OK;
     }
+    crate::proctitle::set(&format!("ferrocorn: zygote [{}]", boot.settings.proc_name));
     tracing::info!(
         "Preloading the app for {} worker(s) (pid: {pid})",
         boot.slots.len()
@@ -298,6 +298,9 @@ fn worker(boot: Inherited, preloaded: Option<App>) -> i32 {
     if preloaded.is_some() {
         crate::logging::enter_worker(pid);
     }
+    // Before any thread of ours starts (the title moves the environment
+    // if it must).
+    crate::proctitle::set(&format!("ferrocorn: worker [{}]", settings.proc_name));
     slot.set_pid(pid as i32);
     let signals = match SignalPipe::install(&SIGNALS) {
         Ok(s) => s,

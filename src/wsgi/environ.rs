@@ -19,7 +19,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use super::input::Input;
 use super::response::FileWrapper;
 use super::{Forwarding, Request};
-use crate::http::forwarded::{Forwarded, Policy, strip_script_name};
+use crate::http::forwarded::{Forwarded, Policy, length_mask, strip_script_name};
 use crate::http::{ParseError, Version};
 use crate::listeners::ListenAddr;
 use crate::net::Peer;
@@ -54,6 +54,8 @@ pub(crate) struct Base {
     script_name: String,
     /// Who may say what in forwarding fields.
     forwarding: Forwarding,
+    /// The lengths of `secure_scheme_headers`' names ([`length_mask`]).
+    secure_lengths: u64,
     /// `SERVER_NAME` and `SERVER_PORT` of each TCP listener seen so far.
     servers: Mutex<Vec<ServerName>>,
 }
@@ -123,6 +125,12 @@ impl Base {
         Ok(Base {
             dict: d.unbind(),
             script_name,
+            secure_lengths: length_mask(
+                forwarding
+                    .secure_scheme_headers
+                    .iter()
+                    .map(|(n, _)| n.as_str()),
+            ),
             forwarding,
             servers: Mutex::new(Vec::new()),
         })
@@ -155,6 +163,7 @@ impl Base {
         }
         let policy = Policy {
             trusted: req.trusted,
+            secure_lengths: self.secure_lengths,
             secure_scheme_headers: &self.forwarding.secure_scheme_headers,
             forwarder_headers: &self.forwarding.forwarder_headers,
             header_map: self.forwarding.header_map,

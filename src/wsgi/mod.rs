@@ -103,7 +103,7 @@ pub struct Captured {
     pub path_info: Option<String>,
     /// The environ's values (`str()` of each).
     pub environ: Vec<Option<String>>,
-    /// The response's header values (repeated fields joined with `, `).
+    /// The response's header values (the last of repeated ones, as Gunicorn's atoms take them).
     pub response_headers: Vec<Option<String>>,
 }
 
