@@ -126,11 +126,12 @@ pub fn main() -> i32 {
     if settings.capture_output {
         logging::capture_output();
     }
-    for warning in &warnings {
-        tracing::warn!("{warning}");
-    }
+    // StatsD first: the warnings below count as gunicorn.log.warning.
     if let Err(e) = logging::statsd::init(settings.statsd.as_ref()) {
         tracing::warn!("{e}; no StatsD metrics will be sent");
+    }
+    for warning in &warnings {
+        tracing::warn!("{warning}");
     }
     if let Err(e) = logging::access::init(
         settings.access_log.as_ref(),

@@ -160,7 +160,9 @@ fn a_unix_socket_belongs_to_the_user_the_server_runs_as() {
         eprintln!("note: needs root; test skipped");
         return;
     }
-    let b = Server::builder("sockowner", "testapp:app").args(["-u", "nobody"]);
+    // Debian's python3, which nobody may run (pyenv's, under /root, not).
+    let b =
+        Server::builder("sockowner", "testapp:app").args(["-u", "nobody", "--python", python()]);
     std::fs::set_permissions(b.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let s = b.start();
     let Addr::Unix(path) = &s.addr else {
