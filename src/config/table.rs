@@ -274,7 +274,7 @@ pub static SETTINGS: &[Setting] = &[
     setting!("group", "Server Mechanics", ["-g", "--group"], "GROUP", K::Str, D::None, None, Restart, S::Yes,
         "Run as this group (name or gid); default: the user's primary group."),
     setting!("umask", "Server Mechanics", ["-m", "--umask"], "INT", K::Mode, D::Int(0), None, Restart, S::Yes,
-        "File mode creation mask applied while ferrocorn creates its UNIX sockets and files (0: sockets are 0777, so a proxy running as another user can connect); Gunicorn's int(x, 0) syntax: 0, 0o22, 022 or 0x12."),
+        "File mode creation mask applied while ferrocorn creates its UNIX sockets, as Gunicorn (0: they are 0777, so a proxy running as another user can connect); Gunicorn's int(x, 0) syntax: 0, 0o22, 022 or 0x12."),
     setting!("initgroups", "Server Mechanics", ["--initgroups"], "", K::Bool, D::Bool(false), None, Restart, S::Yes,
         "With --user, also set the user's supplementary groups (initgroups(3))."),
     setting!("tmp_upload_dir", "Server Mechanics", [], "DIR", K::Str, D::None, None, Yes,

@@ -126,6 +126,18 @@ fn prometheus_scrapes_parse_and_match_the_requests_sent() {
     }
     assert_eq!(s.get("/error/before").status, 500);
     let metrics = Addr::Tcp(([127, 0, 0, 1], port).into());
+    // A worker counts a request once its response is out, so the client
+    // can ask before the last one is counted; and the second worker may
+    // still be booting. Both settle within moments.
+    assert!(
+        poll_until(10 * crate::SEC, || {
+            let text = exchange_metrics(&metrics).text();
+            text.contains("ferrocorn_request_duration_seconds_count 10")
+                && text.contains("ferrocorn_workers{state=\"ready\"} 2")
+        }),
+        "{}",
+        exchange_metrics(&metrics).text()
+    );
     let scrape = exchange_metrics(&metrics);
     assert_eq!(scrape.status, 200, "{}", scrape.summary());
     assert!(
