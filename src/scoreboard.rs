@@ -249,11 +249,6 @@ impl Slot {
         }
     }
 
-    /// The worker's heartbeat: when its event loop last turned (ms).
-    pub fn heartbeat(&self) -> u64 {
-        self.heartbeat.load(Ordering::Relaxed)
-    }
-
     /// App threads busy now.
     pub fn busy(&self) -> u32 {
         self.busy.load(Ordering::Relaxed)

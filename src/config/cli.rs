@@ -105,21 +105,12 @@ fn help(s: &Setting) -> String {
     text
 }
 
-/// What one argument list gives: its settings, and the app if named.
-#[derive(Debug)]
-pub struct Parsed {
-    /// The settings given (the app as `wsgi_app`).
-    pub layer: Layer,
-}
-
-/// Parse `args` (without the program name) as coming from `source`.
+/// Parse `args` (without the program name) as coming from `source`: the
+/// settings they give (the app as `wsgi_app`).
 ///
 /// Errors: clap's own (an unknown flag, `--help`, `--version`), or a value
 /// the setting does not take ([`ConfigError`]).
-pub fn parse(
-    args: &[OsString],
-    source: Source,
-) -> Result<Result<Parsed, ConfigError>, clap::Error> {
+pub fn parse(args: &[OsString], source: Source) -> Result<Result<Layer, ConfigError>, clap::Error> {
     let argv = std::iter::once(OsString::from("ferrocorn")).chain(args.iter().cloned());
     let matches = command().try_get_matches_from(argv)?;
     let mut layer = Layer::new(source);
@@ -160,7 +151,7 @@ pub fn parse(
     if let Some(app) = matches.get_one::<String>(APP) {
         layer.values.insert("wsgi_app", Value::String(app.clone()));
     }
-    Ok(Ok(Parsed { layer }))
+    Ok(Ok(layer))
 }
 
 #[cfg(test)]
@@ -169,7 +160,7 @@ mod tests {
 
     fn layer(args: &[&str]) -> Layer {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
-        parse(&args, Source::CommandLine).unwrap().unwrap().layer
+        parse(&args, Source::CommandLine).unwrap().unwrap()
     }
 
     #[test]

@@ -363,12 +363,12 @@ impl Settings {
         python: &dyn PythonConfig,
     ) -> Result<Result<Loaded, ConfigError>, clap::Error> {
         let cli = match cli::parse(&sources.args, Source::CommandLine)? {
-            Ok(p) => p.layer,
+            Ok(layer) => layer,
             Err(e) => return Ok(Err(e)),
         };
         let env = match &sources.cmd_args {
             Some((var, words)) => match cli::parse(words, Source::CmdArgs(var))? {
-                Ok(p) => Some(p.layer),
+                Ok(layer) => Some(layer),
                 Err(e) => return Ok(Err(e)),
             },
             None => None,

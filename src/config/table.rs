@@ -125,11 +125,6 @@ impl Setting {
             .find(|f| f.len() == 2 && !f.starts_with("--"))
             .and_then(|f| f.chars().nth(1))
     }
-
-    /// Whether only a configuration file can set it.
-    pub fn file_only(&self) -> bool {
-        self.flags.is_empty()
-    }
 }
 
 /// The setting called `name`.

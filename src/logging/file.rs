@@ -79,11 +79,6 @@ impl LogFile {
             .as_raw_fd()
     }
 
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Append `line` (which ends with a newline) in one write.
     pub fn write_line(&self, line: &[u8]) {
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());

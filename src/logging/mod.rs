@@ -118,11 +118,6 @@ pub fn error_log_fd() -> Option<std::os::fd::RawFd> {
     ERROR_LOG.get().map(LogFile::raw_fd)
 }
 
-/// The error log file's path, if it is one.
-pub fn error_log_path() -> Option<&'static std::path::Path> {
-    ERROR_LOG.get().map(LogFile::path)
-}
-
 /// USR1: reopen the error log file (after logrotate moved it), as
 /// `owner` for a new file; with `capture`, point stdout and stderr at it
 /// again (`--capture-output`).
