@@ -124,37 +124,36 @@ pub fn render(s: &Snapshot) -> String {
          # TYPE ferrocorn_worker_timeouts_total counter\nferrocorn_worker_timeouts_total {}",
         s.restarts, s.timeouts
     );
-    let _ = writeln!(
-        out,
-        "# HELP ferrocorn_listen_queue Connections waiting in a listener's queue to be accepted.\n\
-         # TYPE ferrocorn_listen_queue gauge"
+    queue_gauge(
+        &mut out,
+        s,
+        "ferrocorn_listen_queue",
+        "Connections waiting in a listener's queue to be accepted.",
+        |q| q.waiting,
     );
-    for (name, q) in &s.queues {
-        if let Some(q) = q {
-            let _ = writeln!(
-                out,
-                "ferrocorn_listen_queue{{listener=\"{}\"}} {}",
-                escape(name),
-                q.waiting
-            );
-        }
-    }
-    let _ = writeln!(
-        out,
-        "# HELP ferrocorn_listen_queue_size The most connections a listener's queue holds (its backlog).\n\
-         # TYPE ferrocorn_listen_queue_size gauge"
+    queue_gauge(
+        &mut out,
+        s,
+        "ferrocorn_listen_queue_size",
+        "The most connections a listener's queue holds (its backlog).",
+        |q| q.size,
     );
-    for (name, q) in &s.queues {
-        if let Some(q) = q {
-            let _ = writeln!(
-                out,
-                "ferrocorn_listen_queue_size{{listener=\"{}\"}} {}",
-                escape(name),
-                q.size
-            );
-        }
-    }
     out
+}
+
+/// A gauge family with one sample per listener whose queue is known.
+fn queue_gauge(out: &mut String, s: &Snapshot, family: &str, help: &str, value: fn(&Queue) -> u32) {
+    let _ = writeln!(out, "# HELP {family} {help}\n# TYPE {family} gauge");
+    for (name, q) in &s.queues {
+        if let Some(q) = q {
+            let _ = writeln!(
+                out,
+                "{family}{{listener=\"{}\"}} {}",
+                escape(name),
+                value(q)
+            );
+        }
+    }
 }
 
 /// A label value: backslash, double quote and newline escaped.
