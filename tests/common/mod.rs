@@ -238,6 +238,14 @@ impl Addr {
         }
     }
 
+    /// The socket file's path; panics for a TCP address.
+    pub fn unix_path(&self) -> &Path {
+        match self {
+            Addr::Unix(p) => p,
+            Addr::Tcp(a) => panic!("{a} is not a UNIX socket"),
+        }
+    }
+
     pub fn connect(&self) -> io::Result<Stream> {
         match self {
             Addr::Tcp(a) => TcpStream::connect_timeout(a, Duration::from_secs(5)).map(Stream::Tcp),

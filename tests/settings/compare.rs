@@ -26,6 +26,22 @@ fn seen(r: &Response, keys: &[&str]) -> String {
     format!("200 {}", picked.join(" "))
 }
 
+/// Gunicorn and ferrocorn, started with the same `args`, answer each
+/// request the same way.
+fn started_alike_answer_alike(
+    name: &str,
+    args: &[&str],
+    cases: &[(&str, Vec<(&str, &str)>)],
+    keys: &[&str],
+) {
+    let guni = Gunicorn::start(&format!("cmp-{name}-g"), "testapp:app", args);
+    let ferro = Server::builder(&format!("cmp-{name}-f"), "testapp:app")
+        .tcp()
+        .args(args)
+        .start();
+    same_answers(&ferro, &guni, cases, keys);
+}
+
 /// Both servers answer each request the same way.
 fn same_answers(
     ferro: &Server,
@@ -63,17 +79,10 @@ fn a_script_name_mount_is_what_gunicorn_makes_of_it() {
         ("/environ", vec![]),
     ];
     // Trusted (127.0.0.1, the default forwarded_allow_ips): the field mounts the app.
-    let guni = Gunicorn::start("cmp-mount-g", "testapp:app", &[]);
-    let ferro = Server::builder("cmp-mount-f", "testapp:app").tcp().start();
-    same_answers(&ferro, &guni, &cases, &keys);
+    started_alike_answer_alike("mount", &[], &cases, &keys);
     // Untrusted: the field is dropped.
     let args = ["--forwarded-allow-ips", "10.9.8.7"];
-    let guni = Gunicorn::start("cmp-mount-g2", "testapp:app", &args);
-    let ferro = Server::builder("cmp-mount-f2", "testapp:app")
-        .tcp()
-        .args(args)
-        .start();
-    same_answers(&ferro, &guni, &cases, &keys);
+    started_alike_answer_alike("mount-untrusted", &args, &cases, &keys);
     // Another forwarder field, and any field with '_' under header_map
     // dangerous (Gunicorn's old, ambiguous mapping).
     let cases = vec![
@@ -88,27 +97,16 @@ fn a_script_name_mount_is_what_gunicorn_makes_of_it() {
         ),
         ("dangerous", vec!["--header-map", "dangerous"]),
     ] {
-        let guni = Gunicorn::start(&format!("cmp-fwd-g-{name}"), "testapp:app", &args);
-        let ferro = Server::builder(&format!("cmp-fwd-f-{name}"), "testapp:app")
-            .tcp()
-            .args(&args)
-            .start();
-        same_answers(&ferro, &guni, &cases, &keys);
+        started_alike_answer_alike(&format!("fwd-{name}"), &args, &cases, &keys);
     }
     let keys = ["SCRIPT_NAME", "PATH_INFO", "HTTP_SCRIPT_NAME", "RAW_URI"];
     // The environment's SCRIPT_NAME.
-    let args = ["-e", "SCRIPT_NAME=/mnt"];
-    let guni = Gunicorn::start("cmp-mount-g3", "testapp:app", &args);
-    let ferro = Server::builder("cmp-mount-f3", "testapp:app")
-        .tcp()
-        .args(args)
-        .start();
     let cases = vec![
         ("/mnt/environ", vec![]),
         ("/mntx/environ", vec![]),
         ("/environ", vec![]),
     ];
-    same_answers(&ferro, &guni, &cases, &keys);
+    started_alike_answer_alike("mount-env", &["-e", "SCRIPT_NAME=/mnt"], &cases, &keys);
 }
 
 #[test]
@@ -149,12 +147,7 @@ fn wsgi_url_scheme_follows_gunicorns_rules() {
         ),
         ("star", vec!["--forwarded-allow-ips", "*"]),
     ] {
-        let guni = Gunicorn::start(&format!("cmp-scheme-g-{name}"), "testapp:app", &args);
-        let ferro = Server::builder(&format!("cmp-scheme-f-{name}"), "testapp:app")
-            .tcp()
-            .args(&args)
-            .start();
-        same_answers(&ferro, &guni, &cases, &keys);
+        started_alike_answer_alike(&format!("scheme-{name}"), &args, &cases, &keys);
     }
     // FORWARDED_ALLOW_IPS sets the default, and secure_scheme_headers comes
     // from the configuration file (the same gunicorn.conf.py for both).

@@ -7,7 +7,7 @@ use std::net::UdpSocket;
 use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
-use super::{tools_venv, venv_python};
+use super::{mode_of, tools_venv, venv_python};
 use crate::common::*;
 
 /// Datagrams received until `done` says enough, or 5 s.
@@ -177,9 +177,7 @@ fn prometheus_scrapes_parse_and_match_the_requests_sent() {
         "{m}"
     );
     assert_eq!(v("ferrocorn_worker_restarts_total"), 0.0, "{m}");
-    let Addr::Unix(sock) = &s.addr else {
-        unreachable!()
-    };
+    let sock = s.addr.unix_path();
     let listener = format!("ferrocorn_listen_queue{{listener=unix:{}}}", sock.display());
     assert_eq!(v(&listener), 0.0, "{m}");
     // A crashed worker is a restart, and its requests are still counted.
@@ -212,10 +210,7 @@ fn ferrocorn_status_shows_the_running_request_and_its_worker() {
         .args(["--threads", "2", "--control-socket"])
         .arg(&control)
         .start();
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&control).unwrap().permissions(),
-    );
-    assert_eq!(mode & 0o777, 0o600, "--control-socket-mode's default");
+    assert_eq!(mode_of(&control), 0o600, "--control-socket-mode's default");
     let addr = s.addr.clone();
     let slow = std::thread::spawn(move || {
         let mut c = Client::connect(&addr);

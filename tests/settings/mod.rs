@@ -162,6 +162,11 @@ pub fn exchange(addr: &Addr, raw: &[u8]) -> Response {
     c.read_response()
 }
 
+/// The permission bits of a file (a UNIX socket, say).
+pub fn mode_of(path: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(path).unwrap().permissions()) & 0o777
+}
+
 /// Run Python code with the test venv's interpreter; its stdout.
 pub fn venv_python(venv: &Path, code: &str, stdin: &[u8]) -> String {
     use std::io::Write;

@@ -7,7 +7,7 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::{app_venv, is_root, which};
+use super::{app_venv, is_root, mode_of, which};
 use crate::common::*;
 
 fn cmdline(pid: i32) -> String {
@@ -123,35 +123,17 @@ fn daemon_detaches_writes_its_pid_and_serves() {
     );
 }
 
-fn socket_mode(s: &Server) -> u32 {
-    let Addr::Unix(path) = &s.addr else {
-        unreachable!()
-    };
-    std::os::unix::fs::PermissionsExt::mode(&fs::metadata(path).unwrap().permissions()) & 0o777
-}
-
 #[test]
 fn umask_sets_the_unix_sockets_mode_as_gunicorn() {
-    assert_eq!(
-        socket_mode(&Server::builder("umask0", "testapp:app").start()),
-        0o777
-    );
-    assert_eq!(
-        socket_mode(
-            &Server::builder("umask7", "testapp:app")
-                .args(["-m", "007"])
-                .start()
-        ),
-        0o770
-    );
-    assert_eq!(
-        socket_mode(
-            &Server::builder("umask22", "testapp:app")
-                .args(["--umask", "0o22"])
-                .start()
-        ),
-        0o755
-    );
+    for (name, args, mode) in [
+        ("umask0", vec![], 0o777),
+        ("umask7", vec!["-m", "007"], 0o770),
+        ("umask22", vec!["--umask", "0o22"], 0o755),
+    ] {
+        let s = Server::builder(name, "testapp:app").args(&args).start();
+        let path = s.addr.unix_path();
+        assert_eq!(mode_of(path), mode, "{args:?}");
+    }
 }
 
 #[test]
@@ -165,9 +147,7 @@ fn a_unix_socket_belongs_to_the_user_the_server_runs_as() {
         Server::builder("sockowner", "testapp:app").args(["-u", "nobody", "--python", python()]);
     std::fs::set_permissions(b.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
     let s = b.start();
-    let Addr::Unix(path) = &s.addr else {
-        unreachable!()
-    };
+    let path = s.addr.unix_path();
     let uid = std::os::unix::fs::MetadataExt::uid(&fs::metadata(path).unwrap());
     let nobody = nix::unistd::User::from_name("nobody")
         .unwrap()

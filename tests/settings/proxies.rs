@@ -11,7 +11,7 @@
 
 use std::process::{Child, Command, Stdio};
 
-use super::{app_venv, is_root, which};
+use super::{app_venv, is_root, mode_of, which};
 use crate::common::*;
 
 /// A proxy process of this test, killed when dropped.
@@ -69,6 +69,15 @@ fn nginx(dir: &TempDir, port: u16, upstream: &std::path::Path) -> Option<Proxy> 
     Some(Proxy(child))
 }
 
+/// Starts `b` on its UNIX socket in a directory www-data (nginx's workers)
+/// can search, as `/run/app` is in a deployment; returns the socket's path.
+fn start_for_www_data(b: ServerBuilder) -> (Server, std::path::PathBuf) {
+    std::fs::set_permissions(b.dir(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = b.start();
+    let sock = s.addr.unix_path().to_path_buf();
+    (s, sock)
+}
+
 #[test]
 fn nginx_as_www_data_reaches_a_unix_socket_and_mounts_the_app() {
     if !is_root() || which(&["nginx"]).is_none() {
@@ -80,17 +89,9 @@ fn nginx_as_www_data_reaches_a_unix_socket_and_mounts_the_app() {
         .chdir(Some(repo_root().join("tests/apps/guides")))
         .arg("--virtualenv")
         .arg(&venv);
-    // The socket's directory must be searchable by www-data.
-    let dir = b.dir().to_path_buf();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let s = b.start();
-    let Addr::Unix(sock) = s.addr.clone() else {
-        unreachable!()
-    };
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
+    let (s, sock) = start_for_www_data(b);
     assert_eq!(
-        mode & 0o777,
+        mode_of(&sock),
         0o777,
         "Gunicorn's umask 0 makes the socket 0777"
     );
@@ -122,15 +123,8 @@ fn with_a_umask_the_socket_refuses_nginx() {
         return;
     }
     let b = Server::builder("nginx-umask77", "testapp:app").args(["-m", "0o077"]);
-    let dir = b.dir().to_path_buf();
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let s = b.start();
-    let Addr::Unix(sock) = s.addr.clone() else {
-        unreachable!()
-    };
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sock).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o700);
+    let (s, sock) = start_for_www_data(b);
+    assert_eq!(mode_of(&sock), 0o700);
     let port = free_port();
     let _nginx = nginx(&s.dir, port, &sock).expect("start nginx");
     assert_eq!(
