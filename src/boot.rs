@@ -69,6 +69,10 @@ pub struct Boot {
     pub master: i32,
     /// `sys.argv` for the app: the master's command line.
     pub argv: Vec<String>,
+    /// For the arbiter only (a `gunicorn.conf.py` is in use): its end of
+    /// the master's command socket.
+    #[serde(default)]
+    pub control: Option<RawFd>,
 }
 
 /// Why a boot description could not be read.

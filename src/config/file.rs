@@ -26,7 +26,7 @@
 use std::path::{Path, PathBuf};
 
 use super::resolve::{Layer, Source, Value, check_file_value, setting_for_key};
-use super::table::{Kind, SETTINGS};
+use super::table::{Kind, SETTINGS, Support};
 use super::{ConfigError, bad};
 
 /// Gunicorn's default configuration file, read when `-c` is not given.
@@ -85,6 +85,8 @@ pub struct PythonValues {
     pub values: serde_json::Map<String, serde_json::Value>,
     /// Variables named like a server hook that hold a callable.
     pub hooks: Vec<String>,
+    /// The line of each variable's (last) top-level assignment, for messages.
+    pub lines: std::collections::HashMap<String, u64>,
 }
 
 /// Which interpreter runs a `gunicorn.conf.py`: `--python` and
@@ -166,27 +168,41 @@ pub fn load(
             let got = python
                 .evaluate(location, &names, interpreter)
                 .map_err(|e| bad("config", format!("{where_}: {e}")))?;
+            let mut hooks = got.hooks;
             for (key, json) in got.values {
                 let s =
                     setting_for_key(&key).map_err(|e| bad("config", format!("{where_}: {e}")))?;
-                let value =
-                    from_json(json).map_err(|e| bad(s.name, format!("{e} (in {where_})")))?;
+                let at = match got.lines.get(&key) {
+                    Some(line) => format!("in {where_}, line {line}"),
+                    None => format!("in {where_}"),
+                };
+                if s.kind == Kind::Hook {
+                    match json {
+                        serde_json::Value::Null => {}
+                        // Gunicorn's "module.function", imported by the arbiter.
+                        serde_json::Value::String(_) => hooks.push(key),
+                        other => {
+                            return Err(bad(
+                                s.name,
+                                format!("value is not callable: {other} ({at})"),
+                            ));
+                        }
+                    }
+                    continue;
+                }
+                let value = from_json(json).map_err(|e| bad(s.name, format!("{e} ({at})")))?;
                 let Some(value) = value else { continue };
-                let value = check_file_value(s, value)
-                    .map_err(|e| bad(s.name, format!("{e} (in {where_})")))?;
+                let value =
+                    check_file_value(s, value).map_err(|e| bad(s.name, format!("{e} ({at})")))?;
                 layer.values.insert(s.name, value);
             }
-            let hooks: Vec<String> = got
-                .hooks
-                .into_iter()
-                .filter(|h| SETTINGS.iter().any(|s| s.name == h && s.kind == Kind::Hook))
-                .collect();
-            if !hooks.is_empty() {
-                warnings.push(format!(
-                    "{where_}: server hooks are not run by ferrocorn: {} (its master runs no \
-                     Python; per-worker set-up belongs in the app's import, which every worker runs)",
-                    hooks.join(", ")
-                ));
+            // Hooks that have no meaning here (TLS, dirty arbiters).
+            for s in SETTINGS.iter().filter(|s| s.kind == Kind::Hook) {
+                if let (true, Support::Accepted(what)) =
+                    (hooks.iter().any(|h| h == s.name), s.support)
+                {
+                    warnings.push(format!("{where_}: {}: {what}", s.name));
+                }
             }
         }
     }
@@ -249,7 +265,28 @@ mod tests {
             values.insert("pidfile".into(), serde_json::Value::Null);
             Ok(PythonValues {
                 values,
-                hooks: vec!["post_fork".into()],
+                hooks: vec!["post_fork".into(), "ssl_context".into()],
+                lines: Default::default(),
+            })
+        }
+    }
+
+    /// A gunicorn.conf.py whose line 7 says `on_exit = 5`.
+    struct NotCallable;
+
+    impl PythonConfig for NotCallable {
+        fn evaluate(
+            &self,
+            _: &Location,
+            _: &[&str],
+            _: &Interpreter,
+        ) -> Result<PythonValues, String> {
+            let mut values = serde_json::Map::new();
+            values.insert("on_exit".into(), serde_json::json!(5));
+            Ok(PythonValues {
+                values,
+                hooks: Vec::new(),
+                lines: [("on_exit".to_string(), 7)].into(),
             })
         }
     }
@@ -339,10 +376,27 @@ mod tests {
             Value::Array(vec!["unix:/tmp/x.sock".into()])
         );
         assert!(!loaded.layer.values.contains_key("pidfile"));
+        // post_fork runs; ssl_context has no meaning without TLS.
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
         assert!(
-            loaded.warnings[0].contains("post_fork"),
+            loaded.warnings[0].contains("ssl_context"),
             "{:?}",
             loaded.warnings
+        );
+    }
+
+    #[test]
+    fn a_hook_that_is_not_callable_is_an_error_naming_the_file_and_line() {
+        let err = load(
+            &Location::PythonFile("/x/gunicorn.conf.py".into()),
+            &NotCallable,
+            &Interpreter::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.setting, "on_exit");
+        assert_eq!(
+            err.message,
+            "value is not callable: 5 (in /x/gunicorn.conf.py, line 7)"
         );
     }
 

@@ -166,6 +166,9 @@ pub struct Settings {
     pub print_config: bool,
     /// The configuration file, if one was read.
     pub config: Option<Location>,
+    /// Every setting by Gunicorn's name, as JSON, for the server hooks'
+    /// `server.cfg` (set with `config` when that is a `gunicorn.conf.py`).
+    pub cfg: Option<String>,
     /// What to parse again on HUP.
     #[serde(skip)]
     sources: Sources,
@@ -424,6 +427,12 @@ impl Settings {
         mut warnings: Vec<String>,
     ) -> Result<Loaded, ConfigError> {
         let mut settings = Settings::validate(&resolved, &mut warnings)?;
+        if matches!(
+            location,
+            Some(Location::PythonFile(_) | Location::PythonModule(_))
+        ) {
+            settings.cfg = Some(resolved.to_json().to_string());
+        }
         settings.config = location;
         sources.resolved = Some(resolved.clone());
         settings.sources = sources;
@@ -432,6 +441,17 @@ impl Settings {
             resolved,
             warnings,
         })
+    }
+
+    /// The arbiter's part: the `gunicorn.conf.py` whose server hooks run,
+    /// as the hooks module takes it (a path, or `python:MODULE`); `None`
+    /// for TOML or no file, where there is no arbiter.
+    pub fn hooks_file(&self) -> Option<String> {
+        match &self.config {
+            Some(Location::PythonFile(p)) => Some(p.display().to_string()),
+            Some(Location::PythonModule(m)) => Some(format!("python:{m}")),
+            _ => None,
+        }
     }
 
     /// Parse the same sources again (HUP): the file may have changed. What
@@ -655,6 +675,7 @@ impl Settings {
             print_config: r.flag("print_config"),
             app,
             config: None,
+            cfg: None,
             sources: Sources::default(),
         })
     }

@@ -99,6 +99,22 @@ impl Resolved {
         self.entries[index(name)].0.as_ref()
     }
 
+    /// Every setting but the hooks by name, as a JSON object (`null` for
+    /// no value): what the server hooks see as `server.cfg`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let map = self
+            .iter()
+            .filter(|(s, _, _)| s.kind != Kind::Hook)
+            .map(|(s, value, _)| {
+                let json = value.map_or(serde_json::Value::Null, |v| {
+                    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+                });
+                (s.name.to_string(), json)
+            })
+            .collect();
+        serde_json::Value::Object(map)
+    }
+
     /// Where the value of `name` came from.
     pub fn source(&self, name: &str) -> &Source {
         &self.entries[index(name)].1

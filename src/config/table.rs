@@ -160,9 +160,8 @@ const ASGI: &str = "ferrocorn serves WSGI (PEP 3333) only: serve ASGI apps with 
                     Gunicorn's asgi worker";
 const DIRTY: &str = "Gunicorn's dirty arbiters are not provided: run long blocking work in a \
                      task queue (Celery, RQ) or a service of its own";
-const HOOK: &str = "not run: ferrocorn does not run Gunicorn's server hooks (its master runs \
-                    no Python); do per-worker set-up at the app's import, which every worker \
-                    runs";
+const HOOK: &str = "not run: ferrocorn serves no TLS, so Gunicorn's ssl_context is never \
+                    called";
 const SYSLOG: &str = "ferrocorn does not speak syslog: under systemd it logs natively to the \
                       journal (journald forwards to syslog with ForwardToSyslog=yes), else \
                       use --error-logfile";
@@ -435,26 +434,26 @@ pub static SETTINGS: &[Setting] = &[
     setting!("dirty_graceful_timeout", "Dirty Arbiters", ["--dirty-graceful-timeout"], "INT", K::Int, D::Int(30), None, Restart, refused(DIRTY), "Gunicorn's dirty worker graceful timeout."),
 
     // --- Server Hooks (a gunicorn.conf.py's callables) ----------------------
-    setting!("on_starting", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called before the master starts."),
-    setting!("on_reload", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called on HUP."),
-    setting!("when_ready", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called once the server is started."),
-    setting!("pre_fork", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called before a worker is forked."),
-    setting!("post_fork", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called in a worker after its fork."),
-    setting!("post_worker_init", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called in a worker once the app is loaded."),
-    setting!("worker_int", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called in a worker on INT or QUIT."),
-    setting!("worker_abort", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called in a worker on ABRT (a timeout)."),
-    setting!("pre_exec", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called before a new master is exec'd (USR2)."),
-    setting!("pre_request", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called in a worker before each request."),
-    setting!("post_request", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called in a worker after each request."),
-    setting!("child_exit", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called in the master when a worker exited."),
-    setting!("worker_exit", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called in a worker as it exits."),
-    setting!("nworkers_changed", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called when the number of workers changed."),
-    setting!("on_exit", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called before the master exits."),
+    setting!("on_starting", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`on_starting(server)`: in the arbiter, once, before the first worker is forked; raising stops the start (exit 78)."),
+    setting!("on_reload", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`on_reload(server)`: in the arbiter on HUP, after the file ran again and before the new generation is forked."),
+    setting!("when_ready", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`when_ready(server)`: in the arbiter after on_starting, the listeners bound; raising stops the start (exit 78)."),
+    setting!("pre_fork", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`pre_fork(server, worker)`: in the arbiter (or the --preload zygote) before each worker's fork."),
+    setting!("post_fork", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`post_fork(server, worker)`: in the new worker, before the app is imported."),
+    setting!("post_worker_init", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`post_worker_init(worker)`: in the worker once the app is loaded, before it serves."),
+    setting!("worker_int", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`worker_int(worker)`: in the worker on INT or QUIT (a quick stop)."),
+    setting!("worker_abort", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`worker_abort(worker)`: in the worker on ABRT, which the master sends for a request past --timeout."),
+    setting!("pre_exec", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`pre_exec(server)`: in the arbiter when USR2 starts a new master."),
+    setting!("pre_request", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`pre_request(worker, req)`: in the worker before the app is called."),
+    setting!("post_request", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`post_request(worker, req, environ, resp)` (or 2 or 3 arguments): in the worker after the response."),
+    setting!("child_exit", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`child_exit(server, worker)`: in the arbiter once the master reaped a worker."),
+    setting!("worker_exit", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`worker_exit(server, worker)`: in the worker as it exits."),
+    setting!("nworkers_changed", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`nworkers_changed(server, new, old)`: in the arbiter at start (old None), TTIN, TTOU and HUP."),
+    setting!("on_exit", "Server Hooks", [], "", K::Hook, D::None, None, Yes, S::Yes, "`on_exit(server)`: in the arbiter when the master stops, the workers gone."),
     setting!("ssl_context", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called to make Gunicorn's TLS context."),
-    setting!("on_dirty_starting", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called before a dirty arbiter starts."),
-    setting!("dirty_post_fork", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called after a dirty worker's fork."),
-    setting!("dirty_worker_init", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called once a dirty worker loaded its apps."),
-    setting!("dirty_worker_exit", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(HOOK), "Called when a dirty worker exited."),
+    setting!("on_dirty_starting", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(DIRTY), "Called before a dirty arbiter starts."),
+    setting!("dirty_post_fork", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(DIRTY), "Called after a dirty worker's fork."),
+    setting!("dirty_worker_init", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(DIRTY), "Called once a dirty worker loaded its apps."),
+    setting!("dirty_worker_exit", "Server Hooks", [], "", K::Hook, D::None, None, Restart, S::Accepted(DIRTY), "Called when a dirty worker exited."),
 ];
 
 #[cfg(test)]

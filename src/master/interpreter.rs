@@ -344,10 +344,7 @@ impl PythonConfig for ConfigRunner {
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let last = err.trim().lines().last().unwrap_or("no output");
-            return Err(format!(
-                "running it with {} failed: {last}",
-                python.display()
-            ));
+            return Err(format!("{last} (run by {})", python.display()));
         }
         let json: serde_json::Value = serde_json::from_slice(&out.stdout)
             .map_err(|e| format!("{} gave no settings: {e}", python.display()))?;
@@ -363,6 +360,13 @@ impl PythonConfig for ConfigRunner {
                 .into_iter()
                 .flatten()
                 .filter_map(|h| h.as_str().map(str::to_string))
+                .collect(),
+            lines: json
+                .get("lines")
+                .and_then(|v| v.as_object())
+                .into_iter()
+                .flatten()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
                 .collect(),
         })
     }

@@ -10,6 +10,7 @@
 //! once every one of its workers is ready, so a reload never leaves the
 //! listeners unserved.
 
+mod arbiter;
 pub mod control;
 pub mod endpoint;
 mod exec;
@@ -117,6 +118,11 @@ struct Master {
     board_fd: OwnedFd,
     workers: HashMap<Pid, Worker>,
     zygotes: HashMap<Pid, Zygote>,
+    /// With a gunicorn.conf.py: the arbiter, which runs its server hooks
+    /// and forks the workers.
+    arbiter: Option<arbiter::Arbiter>,
+    /// Slots the arbiter was asked to fork a worker into, not yet adopted.
+    forking: HashMap<usize, arbiter::Forking>,
     /// Zygote-forked workers reaped before their zygote's exit told us of them.
     reaped_early: Vec<Pid>,
     wanted: usize,
@@ -180,8 +186,9 @@ pub fn run(
         let reports = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
             .map_err(|e| format!("report pipe: {e}"))?;
         let board = scoreboard::create().map_err(|e| format!("scoreboard: {e}"))?;
-        if settings.preload {
-            // Workers forked by a zygote are reparented to us when it exits.
+        if settings.preload || settings.hooks_file().is_some() {
+            // Workers forked by a zygote or the arbiter are reparented to
+            // us when their parent exits.
             nix::sys::prctl::set_child_subreaper(true)
                 .map_err(|e| format!("PR_SET_CHILD_SUBREAPER: {e}"))?;
         }
@@ -219,6 +226,8 @@ pub fn run(
         board_fd,
         workers: HashMap::new(),
         zygotes: HashMap::new(),
+        arbiter: None,
+        forking: HashMap::new(),
         reaped_early: Vec::new(),
         generation: 0,
         served: false,
@@ -314,8 +323,10 @@ impl Master {
                 self.handle_signal(signal);
             }
             self.drain_reports();
+            self.read_arbiter();
             self.serve_endpoints();
             self.reap();
+            self.adopt_forked();
             self.check_upgrade();
             self.abort_overdue();
             match self.state {
@@ -325,7 +336,14 @@ impl Master {
                     self.announce_ready();
                 }
                 State::Stopping { deadline, killed } => {
-                    if self.workers.is_empty() && self.zygotes.is_empty() {
+                    if killed {
+                        // The arbiter may never fork them now.
+                        self.forget_forking(None);
+                    }
+                    let serving = !(self.workers.is_empty()
+                        && self.zygotes.is_empty()
+                        && self.forking.is_empty());
+                    if !serving && !self.stop_arbiter() {
                         return;
                     }
                     if !killed && Instant::now() >= deadline {
@@ -359,6 +377,9 @@ impl Master {
         ];
         if let Some(up) = &self.upgrade {
             fds.push(PollFd::new(up.ready.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(arbiter) = &self.arbiter {
+            fds.push(PollFd::new(arbiter.fd(), PollFlags::POLLIN));
         }
         for (fd, writing) in self.endpoints.fds() {
             let flags = if writing {
@@ -397,12 +418,15 @@ impl Master {
             },
             Signal::SIGINT | Signal::SIGQUIT => self.stop(false),
             Signal::SIGTTIN => {
+                let old = self.wanted;
                 self.wanted = (self.wanted + 1).min(scoreboard::CAPACITY);
                 tracing::info!("Handling signal: ttin; workers: {}", self.wanted);
+                self.tell_arbiter(&format!("workers {} {old}", self.wanted));
             }
             Signal::SIGTTOU if self.wanted > 1 => {
                 self.wanted -= 1;
                 tracing::info!("Handling signal: ttou; workers: {}", self.wanted);
+                self.tell_arbiter(&format!("workers {} {}", self.wanted, self.wanted + 1));
                 self.retire(|w, g| w.generation == g, 1);
             }
             Signal::SIGUSR1 => {
@@ -451,6 +475,7 @@ impl Master {
             self.generation + 1
         );
         notify::reloading();
+        let old = self.wanted;
         match self.settings.reread(&interpreter::ConfigRunner) {
             Ok(loaded) => {
                 for warning in &loaded.warnings {
@@ -462,6 +487,7 @@ impl Master {
                 "Reload: cannot re-read the configuration ({e}); keeping the current settings"
             ),
         }
+        self.tell_arbiter(&format!("reload {} {old}", self.wanted));
         self.reloading = true;
         self.booting_since = Instant::now();
         self.generation += 1;
@@ -497,6 +523,7 @@ impl Master {
         if !matches!(self.state, State::Running) || self.upgrade.is_some() || !self.served {
             return;
         }
+        self.tell_arbiter("exec");
         match upgrade::start(&self.relaunch, &self.sockets) {
             Ok(up) => {
                 tracing::info!(
@@ -647,15 +674,22 @@ impl Master {
                 self.upgrade = None;
                 continue;
             }
+            if self.arbiter.as_ref().is_some_and(|a| a.pid == pid) {
+                self.arbiter_exited(status);
+                continue;
+            }
             if let Some(zygote) = self.zygotes.remove(&pid) {
                 self.zygote_exited(pid, zygote, status);
                 continue;
             }
+            // A worker the arbiter forked may not be adopted yet.
+            self.adopt_forked();
             let Some(worker) = self.workers.remove(&pid) else {
                 // A zygote's worker that died before we adopted it.
                 self.reaped_early.push(pid);
                 continue;
             };
+            self.tell_arbiter(&format!("exited {} {pid}", worker.slot));
             let slot = &self.board[worker.slot];
             self.totals_reaped += slot.totals();
             let recycled = slot.state() == SlotState::Stopping;
@@ -672,6 +706,12 @@ impl Master {
                 WaitStatus::Signaled(_, signal, _) if worker.aborted.is_some() => {
                     tracing::warn!(
                         "Worker (pid: {pid}) killed by {signal} after a request timeout"
+                    );
+                }
+                WaitStatus::Exited(_, code) if worker.aborted.is_some() => {
+                    // A worker_abort hook ended it (Gunicorn's status 1).
+                    tracing::warn!(
+                        "Worker (pid: {pid}) exited with code {code} after a request timeout"
                     );
                 }
                 WaitStatus::Exited(_, exit::OK) => {
@@ -792,6 +832,7 @@ impl Master {
                     let _ = kill(pid, Signal::SIGKILL);
                 }
             }
+            self.forget_forking(Some(abandoned));
             notify::ready(&format!("reload failed ({reason}); {}", self.status_line()));
             return;
         }
@@ -829,9 +870,24 @@ impl Master {
             .values()
             .filter(|z| z.generation == generation)
             .map(|z| z.slots.len())
-            .sum();
+            .sum::<usize>()
+            + self
+                .forking
+                .values()
+                .filter(|f| f.generation == generation)
+                .count();
         let missing = self.wanted.saturating_sub(serving + booting);
         if missing == 0 {
+            return;
+        }
+        if self.settings.hooks_file().is_some() {
+            if self.ensure_arbiter() {
+                for _ in 0..missing {
+                    if !self.fork_via_arbiter() {
+                        break;
+                    }
+                }
+            }
             return;
         }
         // With --preload one zygote forks the whole batch; else one fork each.

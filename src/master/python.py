@@ -85,16 +85,22 @@ def probe(candidates, build):
 def config(location, names):
     import json
 
-    if location.startswith("python:"):
-        import importlib
+    try:
+        if location.startswith("python:"):
+            import importlib
 
-        sys.path.insert(0, ".")
-        namespace = vars(importlib.import_module(location[len("python:"):]))
-    else:
-        namespace = {"__file__": location, "__name__": "__config__"}
-        with open(location, "rb") as f:
-            code = compile(f.read(), location, "exec")
-        exec(code, namespace)
+            sys.path.insert(0, ".")
+            namespace = vars(importlib.import_module(location[len("python:"):]))
+            source = getattr(namespace.get("__spec__"), "origin", None)
+        else:
+            namespace = {"__file__": location, "__name__": "__config__"}
+            with open(location, "rb") as f:
+                code = compile(f.read(), location, "exec")
+            exec(code, namespace)
+            source = location
+    except Exception as e:
+        sys.stderr.write(where_raised(e, location) + "\n")
+        sys.exit(1)
     wanted = set(names.split(","))
     values, hooks = {}, []
     for name, value in namespace.items():
@@ -110,7 +116,49 @@ def config(location, names):
             return sorted(o)
         return str(o)
 
-    sys.stdout.write(json.dumps({"values": values, "hooks": hooks}, default=plain) + "\n")
+    result = {"values": values, "hooks": hooks, "lines": assigned_lines(source, wanted)}
+    sys.stdout.write(json.dumps(result, default=plain) + "\n")
+
+
+def where_raised(e, location):
+    """One line: the configuration file's line that raised, and the error."""
+    import traceback
+
+    if isinstance(e, SyntaxError):
+        return "line %s: SyntaxError: %s" % (e.lineno, e.msg)
+    line = None
+    for frame in traceback.extract_tb(e.__traceback__):
+        if frame.filename == location or location.startswith("python:"):
+            line = frame.lineno
+    text = "%s: %s" % (type(e).__name__, e)
+    return "line %s: %s" % (line, text) if line else text
+
+
+def assigned_lines(source, wanted):
+    """The line of each top-level assignment (or def) of a setting's name,
+    the last one winning, for messages about bad values."""
+    import ast
+
+    try:
+        with open(source, "rb") as f:
+            tree = ast.parse(f.read())
+    except Exception:
+        return {}
+    lines = {}
+    for node in tree.body:
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            if node.name in wanted:
+                lines[node.name] = node.lineno
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Name) and n.id in wanted:
+                    lines[n.id] = node.lineno
+    return lines
 
 
 if sys.argv[1] == "probe":

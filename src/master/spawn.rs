@@ -3,7 +3,7 @@
 //! interpreter, exec'd with the listeners, the scoreboard, the report pipe,
 //! the log files and its boot description (DESIGN §1; [`crate::boot`]).
 
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::unistd::Pid;
 
@@ -35,8 +35,49 @@ pub(super) fn spawn_child(master: &Master, slots: Vec<usize>) -> std::io::Result
         &listeners,
         Some(shared),
         slots,
-        false,
+        Role::Serve,
     )
+}
+
+/// Start the arbiter, the Python process that runs a `gunicorn.conf.py`'s
+/// server hooks and forks the workers (docs/architecture.md, "Server
+/// hooks"); returns its pid and the master's end of its command socket
+/// (non-blocking).
+///
+/// Errors: as [`spawn_child`], and socketpair(2).
+pub(super) fn spawn_arbiter(master: &Master) -> std::io::Result<(Pid, OwnedFd)> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    let (ours, theirs) = socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK,
+    )?;
+    // The arbiter reads its commands blocking.
+    let flags = nix::fcntl::OFlag::from_bits_truncate(nix::fcntl::fcntl(
+        &theirs,
+        nix::fcntl::FcntlArg::F_GETFL,
+    )?);
+    nix::fcntl::fcntl(
+        &theirs,
+        nix::fcntl::FcntlArg::F_SETFL(flags - nix::fcntl::OFlag::O_NONBLOCK),
+    )?;
+    let listeners: Vec<RawFd> = master
+        .sockets
+        .http
+        .iter()
+        .map(|l| l.socket.as_raw_fd())
+        .collect();
+    let shared = [master.board_fd.as_raw_fd(), master.reports.1.as_raw_fd()];
+    let pid = start(
+        &master.python,
+        &master.settings,
+        &listeners,
+        Some(shared),
+        Vec::new(),
+        Role::Arbiter(theirs.as_raw_fd()),
+    )?;
+    Ok((pid, ours))
 }
 
 /// `--check-config`: start a child that imports the app and exits 0 if it
@@ -44,7 +85,18 @@ pub(super) fn spawn_child(master: &Master, slots: Vec<usize>) -> std::io::Result
 ///
 /// Errors: as [`spawn_child`].
 pub(super) fn spawn_check(python: &Interpreter, settings: &Settings) -> std::io::Result<Pid> {
-    start(python, settings, &[], None, Vec::new(), true)
+    start(python, settings, &[], None, Vec::new(), Role::Check)
+}
+
+/// What the started interpreter is to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A worker, or a `--preload` zygote.
+    Serve,
+    /// The arbiter, with its end of the command socket.
+    Arbiter(RawFd),
+    /// A `--check-config` child.
+    Check,
 }
 
 fn start(
@@ -53,8 +105,9 @@ fn start(
     listeners: &[RawFd],
     shared: Option<[RawFd; 2]>,
     slots: Vec<usize>,
-    check: bool,
+    role: Role,
 ) -> std::io::Result<Pid> {
+    let check = role == Role::Check;
     let mut fds = listeners.to_vec();
     // Where each lands in the child: 3, 4, ... in the order pushed.
     let place = |fds: &mut Vec<RawFd>, fd: RawFd| {
@@ -67,6 +120,10 @@ fn start(
     };
     let access_log = crate::logging::access::file_fd().map(|fd| place(&mut fds, fd));
     let error_log = crate::logging::error_log_fd().map(|fd| place(&mut fds, fd));
+    let control = match role {
+        Role::Arbiter(fd) => Some(place(&mut fds, fd)),
+        _ => None,
+    };
     let description = Boot {
         version: boot::VERSION.to_string(),
         build: boot::BUILD.to_string(),
@@ -79,6 +136,7 @@ fn start(
         slots,
         master: std::process::id() as i32,
         argv: boot::master_argv(),
+        control,
     };
     let memfd = description.to_memfd()?;
     let boot_fd = place(&mut fds, memfd.as_raw_fd());

@@ -11,6 +11,7 @@
 //! `Connection: close` and exits when none is left (or at the graceful
 //! deadline).
 
+mod arbiter;
 mod conn;
 mod pool;
 mod reload;
@@ -35,7 +36,7 @@ use crate::net::AllowList;
 use crate::net::{Peer, Stream};
 use crate::scoreboard::{Slot, State as SlotState};
 use crate::signals::SignalPipe;
-use crate::wsgi::{App, AppError, AppSource, AppSpec, Forked, Forwarding, PythonLogging};
+use crate::wsgi::{App, AppError, AppSource, AppSpec, Forked, Forwarding, Hooks, PythonLogging};
 use conn::{Conn, ServeCtx, serve};
 use pool::{Job, Pool, Returned};
 
@@ -95,9 +96,18 @@ pub fn main(boot_fd: RawFd) -> i32 {
     };
     start_logging(&boot);
     crate::logging::enter_worker(std::process::id());
+    let control = match boot.control.map(|fd| own(fd, "arbiter's command socket")) {
+        Some(Ok(fd)) => Some(fd),
+        Some(Err(e)) => {
+            tracing::error!("arbiter failed to boot: {e}");
+            return exit::WORKER_BOOT_ERROR;
+        }
+        None => None,
+    };
     match take_over(boot) {
+        Ok(inherited) if control.is_some() => arbiter::run(inherited, control.expect("checked")),
         Ok(inherited) if inherited.settings.preload => zygote(inherited),
-        Ok(inherited) => worker(inherited, None),
+        Ok(inherited) => worker(inherited, None, false),
         Err(e) => {
             tracing::error!("worker failed to boot: {e}");
             exit::WORKER_BOOT_ERROR
@@ -183,7 +193,8 @@ fn take_over(boot: Boot) -> Result<Inherited, String> {
         &boot.settings.access_log_format,
         access_file,
     );
-    if boot.slots.is_empty() || boot.slots.iter().any(|&s| s >= board.len()) {
+    let arbiter = boot.control.is_some();
+    if (boot.slots.is_empty() && !arbiter) || boot.slots.iter().any(|&s| s >= board.len()) {
         return Err(format!("bad scoreboard slots {:?}", boot.slots));
     }
     Ok(Inherited {
@@ -221,10 +232,10 @@ fn zygote(mut boot: Inherited) -> i32 {
     app.freeze();
     for slot in std::mem::take(&mut boot.slots) {
         let old_mask = crate::signals::block_signals();
-        match app.fork() {
+        match crate::wsgi::fork() {
             Ok(Forked::Child) => {
                 boot.slots = vec![slot];
-                return worker(boot, Some(app));
+                return worker(boot, Some(app), true);
             }
             Ok(Forked::Parent(child)) => boot.board[slot].set_pid(child),
             Err(e) => tracing::error!("zygote cannot fork a worker: {e}"),
@@ -282,8 +293,9 @@ fn load_app(settings: &Settings, argv: &[String]) -> Result<App, i32> {
     })
 }
 
-/// A worker: import the app (unless a zygote did) and serve.
-fn worker(boot: Inherited, preloaded: Option<App>) -> i32 {
+/// A worker: import the app (unless a zygote did) and serve. `forked`: by
+/// a zygote or the arbiter (else exec'd by the master).
+fn worker(boot: Inherited, preloaded: Option<App>, forked: bool) -> i32 {
     let Inherited {
         settings,
         listeners,
@@ -295,7 +307,7 @@ fn worker(boot: Inherited, preloaded: Option<App>) -> i32 {
     } = boot;
     let slot = &board[slots[0]];
     let pid = std::process::id();
-    if preloaded.is_some() {
+    if forked {
         crate::logging::enter_worker(pid);
     }
     // Before any thread of ours starts (the title moves the environment
@@ -310,9 +322,10 @@ fn worker(boot: Inherited, preloaded: Option<App>) -> i32 {
         }
     };
     crate::signals::unblock_signals();
-    if preloaded.is_some() {
-        // Our parent is the zygote, which exits once the batch is forked;
-        // the death signal below must be armed against the master.
+    if forked {
+        // Our parent is a zygote, which exits once the batch is forked, or
+        // the arbiter's middle process, which exits at once: the death
+        // signal below must be armed against the master.
         let deadline = Instant::now() + Duration::from_secs(5);
         while nix::unistd::getppid() != master && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
@@ -328,6 +341,7 @@ fn worker(boot: Inherited, preloaded: Option<App>) -> i32 {
         Ok(app) => app,
         Err(code) => return code,
     };
+    app.post_worker_init();
     if settings.reload {
         let watched = report
             .try_clone()
@@ -338,10 +352,15 @@ fn worker(boot: Inherited, preloaded: Option<App>) -> i32 {
         }
     }
     match EventLoop::new(&settings, listeners, app, signals, slot, report) {
-        Ok(event_loop) => {
+        Ok(mut event_loop) => {
+            event_loop.abort_hook = Hooks::installed().filter(|h| h.catch_abort());
             slot.set_state(SlotState::Ready);
             let _ = nix::unistd::write(&event_loop.report, b"r");
-            event_loop.run()
+            let code = event_loop.run();
+            if let Some(hooks) = Hooks::installed() {
+                hooks.run("worker_exit");
+            }
+            code
         }
         Err(e) => {
             tracing::error!("worker failed to boot: {e}");
@@ -411,6 +430,9 @@ struct EventLoop {
     report: OwnedFd,
     graceful_timeout: Duration,
     next_sweep: Instant,
+    /// Server hooks with a `worker_abort`, whose SIGABRT handler runs
+    /// when this loop turns.
+    abort_hook: Option<&'static Hooks>,
 }
 
 impl Timeouts {
@@ -482,6 +504,7 @@ impl EventLoop {
             stop_deadline: None,
             graceful_timeout: settings.graceful_timeout,
             next_sweep: Instant::now() + SWEEP_INTERVAL,
+            abort_hook: None,
             max_requests: (settings.max_requests > 0)
                 .then(|| settings.max_requests + jitter(settings.max_requests_jitter)),
             max_memory: settings.max_worker_memory,
@@ -511,6 +534,9 @@ impl EventLoop {
                 }
             };
             self.ctx.slot.beat();
+            if let Some(hooks) = self.abort_hook {
+                hooks.check_signals();
+            }
             // Signals first: a TERM must stop accepting before this turn
             // accepts anything (the master promises old code is gone).
             if events[..n].iter().any(|ev| ev.data() == TOKEN_SIGNAL) && !self.on_signals() {
@@ -543,7 +569,12 @@ impl EventLoop {
         for signal in self.signals.drain() {
             match signal {
                 Signal::SIGTERM | Signal::SIGHUP => self.begin_stop(),
-                Signal::SIGINT | Signal::SIGQUIT => return false,
+                Signal::SIGINT | Signal::SIGQUIT => {
+                    if let Some(hooks) = Hooks::installed() {
+                        hooks.run("worker_int");
+                    }
+                    return false;
+                }
                 Signal::SIGUSR1 => {
                     // The master created the new files; open them by path.
                     let capture = self.capture_output;

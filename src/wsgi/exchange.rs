@@ -243,18 +243,29 @@ impl ResponseWriter {
     /// The value of the app's response field `name` (ASCII case-insensitive;
     /// the last one when repeated, as Gunicorn's access log atoms take it).
     pub(crate) fn response_field(&self, name: &str) -> Option<String> {
-        let started = self.started.as_ref()?;
-        let mut found = None;
-        for line in started.field_lines.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
-                continue;
-            };
-            if line[..colon].eq_ignore_ascii_case(name.as_bytes()) {
-                found = Some(String::from_utf8_lossy(line[colon + 1..].trim_ascii()).into_owned());
-            }
-        }
-        found
+        self.response_fields()
+            .into_iter()
+            .rev()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value)
+    }
+
+    /// The app's response fields as `(name, value)`, in order (what
+    /// post_request's `resp.headers` holds).
+    pub(crate) fn response_fields(&self) -> Vec<(String, String)> {
+        let Some(started) = self.started.as_ref() else {
+            return Vec::new();
+        };
+        started
+            .field_lines
+            .split(|&b| b == b'\n')
+            .filter_map(|line| {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                let colon = line.iter().position(|&b| b == b':')?;
+                let text = |b: &[u8]| String::from_utf8_lossy(b.trim_ascii()).into_owned();
+                Some((text(&line[..colon]), text(&line[colon + 1..])))
+            })
+            .collect()
     }
 
     /// Whether `finish` completed and the connection may be reused.

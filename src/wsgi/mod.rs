@@ -7,6 +7,7 @@
 
 mod environ;
 mod exchange;
+pub mod hooks;
 mod input;
 pub mod module;
 mod response;
@@ -25,6 +26,7 @@ use crate::net::Peer;
 use crate::net::Stream;
 use environ::BuildError;
 use exchange::Exchange;
+pub use hooks::{Hooks, HooksSpec};
 use input::{BodyFailure, Input};
 use response::Ending;
 
@@ -169,7 +171,54 @@ pub struct Outcome {
     pub captured: Captured,
 }
 
-/// Which side of [`App::fork`] this process is on.
+/// Fork the process with `os.fork()`, which runs CPython's before- and
+/// after-fork hooks (the GIL, the import lock and thread states are made
+/// valid in the child). Only a single-threaded process may call it.
+///
+/// Errors: the OSError message.
+pub fn fork() -> Result<Forked, String> {
+    Python::attach(|py| {
+        let pid: i32 = py
+            .import("os")
+            .and_then(|os| os.call_method0("fork"))
+            .and_then(|p| p.extract())
+            .map_err(|e| e.to_string())?;
+        Ok(if pid == 0 {
+            Forked::Child
+        } else {
+            Forked::Parent(pid)
+        })
+    })
+}
+
+/// Set `sys.argv`, and put `pythonpath` (relative to the working
+/// directory) and then the working directory first on `sys.path`, as
+/// Gunicorn does for the app and its configuration file; entries already
+/// there move to the front rather than appear twice.
+fn prepare_sys(py: Python<'_>, pythonpath: &[PathBuf], argv: &[String]) -> PyResult<()> {
+    let sys = py.import("sys")?;
+    sys.setattr("argv", argv)?;
+    let sys_path = sys.getattr("path")?;
+    let sys_path = sys_path.cast::<PyList>()?;
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let front: Vec<String> = pythonpath
+        .iter()
+        .map(|p| cwd.join(p))
+        .chain([cwd.clone()])
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    for dir in &front {
+        while sys_path.contains(dir)? {
+            sys_path.call_method1("remove", (dir,))?;
+        }
+    }
+    for (i, dir) in front.iter().enumerate() {
+        sys_path.insert(i, dir)?;
+    }
+    Ok(())
+}
+
+/// Which side of [`fork`] this process is on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forked {
     /// The new process.
@@ -184,6 +233,8 @@ pub struct App {
     app: Py<PyAny>,
     environ: environ::Base,
     capture: CaptureSpec,
+    /// pre_request and post_request, when a gunicorn.conf.py defines them.
+    hooks: Option<hooks::RequestHooks>,
 }
 
 impl App {
@@ -197,19 +248,7 @@ impl App {
     pub fn load(spec: &AppSpec) -> Result<App, AppError> {
         Python::attach(|py| {
             let boot = |e: PyErr| AppError::Interpreter(format!("setting up Python: {e}"));
-            let sys = py.import("sys").map_err(boot)?;
-            sys.setattr("argv", &spec.argv).map_err(boot)?;
-            let sys_path = sys.getattr("path").map_err(boot)?;
-            let sys_path = sys_path.cast::<PyList>().map_err(|e| boot(e.into()))?;
-            let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
-            let front = spec
-                .pythonpath
-                .iter()
-                .map(|p| cwd.join(p))
-                .chain([cwd.clone()]);
-            for (i, dir) in front.enumerate() {
-                sys_path.insert(i, dir.to_string_lossy()).map_err(boot)?;
-            }
+            prepare_sys(py, &spec.pythonpath, &spec.argv).map_err(boot)?;
             let loader = PyModule::from_code(
                 py,
                 pyo3::ffi::c_str!(include_str!("loader.py")),
@@ -277,8 +316,16 @@ impl App {
                 app: app.unbind(),
                 environ,
                 capture: spec.capture.clone(),
+                hooks: Hooks::installed().and_then(Hooks::for_requests),
             })
         })
+    }
+
+    /// `post_worker_init(worker)`, when this process runs server hooks.
+    pub fn post_worker_init(&self) {
+        if let Some(hooks) = Hooks::installed() {
+            hooks.post_worker_init(&self.app);
+        }
     }
 
     /// The source files of every module imported so far (`__file__` of
@@ -306,26 +353,6 @@ impl App {
                 tracing::warn!("gc.freeze() failed: {e}");
             }
         });
-    }
-
-    /// Fork the process with `os.fork()`, which runs CPython's before- and
-    /// after-fork hooks (the GIL, the import lock and thread states are
-    /// made valid in the child). Only a single-threaded process may call it.
-    ///
-    /// Errors: the OSError message.
-    pub fn fork(&self) -> Result<Forked, String> {
-        Python::attach(|py| {
-            let pid: i32 = py
-                .import("os")
-                .and_then(|os| os.call_method0("fork"))
-                .and_then(|p| p.extract())
-                .map_err(|e| e.to_string())?;
-            Ok(if pid == 0 {
-                Forked::Child
-            } else {
-                Forked::Parent(pid)
-            })
-        })
     }
 
     /// A graceful worker exit: run the app's `atexit` handlers (logging's
@@ -384,9 +411,27 @@ impl App {
             let (ending, err) = match built {
                 Ok(environ) => {
                     let kept = self.wants_environ().then(|| environ.clone());
+                    let hooked = self.hooks.as_ref().and_then(|h| {
+                        let scheme = environ
+                            .get_item(pyo3::intern!(py, "wsgi.url_scheme"))
+                            .ok()
+                            .flatten()
+                            .map_or_else(|| "http".to_string(), |s| s.to_string());
+                        Some((h, h.pre(py, head, &scheme)?, environ.clone()))
+                    });
                     let outcome = response::run(py, self.app.bind(py), environ.into_any(), &ex);
                     if let Some(environ) = kept {
                         self.capture_environ(&environ, &mut captured);
+                    }
+                    if let Some((hooks, req, environ)) = hooked {
+                        let w = ex.output.lock().unwrap_or_else(|p| p.into_inner());
+                        let (status, fields) = match (&w.started, w.head_sent()) {
+                            (Some(started), true) => (started.status.clone(), w.response_fields()),
+                            _ => ("500 Internal Server Error".to_string(), Vec::new()),
+                        };
+                        let sent = w.sent();
+                        drop(w);
+                        hooks.post(py, &req, environ.as_any(), &status, fields, sent);
                     }
                     outcome
                 }

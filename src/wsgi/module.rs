@@ -1,6 +1,7 @@
 //! The native module's Python face (`ferrocorn._native`): what a worker's
 //! interpreter calls to become a ferrocorn worker.
 //!
+//! `log(level, message)` writes to the error log (for the server hooks).
 //! `run_worker(boot_fd)` releases the GIL and runs the worker's entry (the
 //! Rust event loop, which takes the GIL again only to call the app) until
 //! the worker stops, then returns its exit status. The entry is handed in
@@ -34,7 +35,21 @@ pub fn init(module: &Bound<'_, PyModule>, entries: Entries) -> PyResult<()> {
     module.add("__version__", crate::boot::VERSION)?;
     module.add("__build__", crate::boot::BUILD)?;
     module.add_function(wrap_pyfunction!(run_worker, module)?)?;
+    module.add_function(wrap_pyfunction!(log, module)?)?;
     module.add_function(wrap_pyfunction!(check_app, module)?)
+}
+
+/// Write `message` to ferrocorn's error log at `level` (`"error"`,
+/// `"warn"`, `"info"` or `"debug"`): the server hooks' `server.log` and
+/// `worker.log` (Gunicorn's logger methods).
+#[pyfunction]
+pub(crate) fn log(py: Python<'_>, level: &str, message: &str) {
+    py.detach(|| match level {
+        "error" => tracing::error!("{message}"),
+        "warn" => tracing::warn!("{message}"),
+        "debug" => tracing::debug!("{message}"),
+        _ => tracing::info!("{message}"),
+    });
 }
 
 /// Run this process as a ferrocorn worker (or zygote) described by the

@@ -121,23 +121,24 @@ fn check_config_imports_the_app_and_says_why_it_fails() {
 }
 
 #[test]
-fn a_gunicorn_conf_py_is_read_and_its_hooks_are_named() {
+fn a_gunicorn_conf_py_is_read_and_its_hooks_run() {
     let b = Server::builder("confpy", "testapp:app");
     fs::write(
         b.dir().join("gunicorn.conf.py"),
-        "import multiprocessing\nworkers = 2\nraw_env = ['FROM_CONF=yes']\ntimeout = 60.0\n\
-         def post_fork(server, worker):\n    pass\ndef when_ready(server):\n    pass\n\
+        "import os\nworkers = 2\nraw_env = ['FROM_CONF=yes']\ntimeout = 60.0\n\
+         def post_fork(server, worker):\n    os.environ['FROM_HOOK'] = 'age %d' % worker.age\n\
+         def when_ready(server):\n    server.log.info('when_ready: %d workers' % server.num_workers)\n\
          unrelated_variable = object()\n",
     )
     .unwrap();
     // Gunicorn reads ./gunicorn.conf.py when -c is not given; so do we.
     let s = b.start();
     assert_eq!(s.get("/osenv?key=FROM_CONF").json()["value"], "yes");
+    // post_fork ran in the worker, before the app was imported.
+    let age = s.get("/osenv?key=FROM_HOOK").json()["value"].clone();
+    assert!(age == "age 1" || age == "age 2", "{age}");
     assert!(
-        s.wait_log(
-            "server hooks are not run by ferrocorn: post_fork, when_ready",
-            5 * crate::SEC
-        ),
+        s.wait_log("when_ready: 2 workers", 5 * crate::SEC),
         "{}",
         s.log()
     );
