@@ -235,7 +235,11 @@ impl Master {
                 }
             }
             Some(at) if at.elapsed() >= EXIT_GRACE => {
-                tracing::warn!("The arbiter's on_exit hook has not returned: killing it");
+                tracing::warn!(
+                    "The arbiter has not exited {} s after the workers (a server hook hangs): \
+                     killing it",
+                    EXIT_GRACE.as_secs()
+                );
                 let _ = kill(arbiter.pid, Signal::SIGKILL);
             }
             Some(_) => {}

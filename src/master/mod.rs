@@ -336,13 +336,10 @@ impl Master {
                     self.announce_ready();
                 }
                 State::Stopping { deadline, killed } => {
-                    if killed {
-                        // The arbiter may never fork them now.
-                        self.forget_forking(None);
-                    }
-                    let serving = !(self.workers.is_empty()
-                        && self.zygotes.is_empty()
-                        && self.forking.is_empty());
+                    // Workers first, then the arbiter (on_exit); a worker it
+                    // has yet to fork is adopted and stopped, or given up
+                    // when the arbiter is gone.
+                    let serving = !(self.workers.is_empty() && self.zygotes.is_empty());
                     if !serving && !self.stop_arbiter() {
                         return;
                     }

@@ -46,6 +46,15 @@ struct Zygote {
     requests: std::fs::File,
 }
 
+/// A worker to fork: its scoreboard slot, the workers wanted
+/// (`server.num_workers`) and its age (`worker.age`).
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    slot: usize,
+    wanted: usize,
+    age: usize,
+}
+
 /// What a fork returned in this process.
 enum Side {
     /// The arbiter (or zygote): carry on.
@@ -107,6 +116,9 @@ pub(super) fn run(boot: Inherited, control: OwnedFd) -> i32 {
     };
     let mut boot = Some(boot);
     let mut zygote: Option<Zygote> = None;
+    // Gunicorn's worker age: one more per worker forked, and each slot's.
+    let mut age = 0usize;
+    let mut ages = std::collections::HashMap::new();
     let own_fds = [control.as_raw_fd(), replies.as_raw_fd()];
     let own_fds = &own_fds[..];
     let commands = BufReader::new(std::fs::File::from(control));
@@ -119,9 +131,11 @@ pub(super) fn run(boot: Inherited, control: OwnedFd) -> i32 {
                 let Some(inherited) = boot.as_mut() else {
                     break;
                 };
+                age += 1;
+                ages.insert(slot, age);
+                let job = Job { slot, wanted, age };
                 if !inherited.settings.preload {
-                    if let Side::Done(code) =
-                        fork_worker(&mut boot, hooks, slot, wanted, &mut None, own_fds)
+                    if let Side::Done(code) = fork_worker(&mut boot, hooks, job, &mut None, own_fds)
                     {
                         return code;
                     }
@@ -139,14 +153,15 @@ pub(super) fn run(boot: Inherited, control: OwnedFd) -> i32 {
                     }
                 }
                 if let Some(z) = zygote.as_mut() {
-                    if let Err(e) = writeln!(z.requests, "{slot} {wanted}") {
+                    if let Err(e) = writeln!(z.requests, "{slot} {wanted} {age}") {
                         tracing::error!("arbiter: the zygote (pid: {}) is gone: {e}", z.pid);
                         zygote = None;
                     }
                 }
             }
             (Some("exited"), Some(slot), Some(pid), _) => {
-                hooks.child_exit(slot, pid as i32);
+                let age = ages.remove(&slot).unwrap_or(0);
+                hooks.child_exit(slot, pid as i32, age);
             }
             (Some("workers"), Some(new), Some(old), _) => {
                 hooks.nworkers_changed(new, Some(old));
@@ -240,11 +255,15 @@ fn zygote(
     let mut app = Some(app);
     for line in BufReader::new(std::fs::File::from(requests)).lines() {
         let Ok(line) = line else { break };
-        let mut words = line.split_whitespace().map(|w| w.parse::<usize>().ok());
-        let (Some(Some(slot)), Some(Some(wanted))) = (words.next(), words.next()) else {
+        let words: Vec<usize> = line
+            .split_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [slot, wanted, age] = words[..] else {
             continue;
         };
-        if let Side::Done(code) = fork_worker(boot, hooks, slot, wanted, &mut app, own_fds) {
+        let job = Job { slot, wanted, age };
+        if let Side::Done(code) = fork_worker(boot, hooks, job, &mut app, own_fds) {
             // Only a worker gets here: the app it serves is its own now.
             return code;
         }
@@ -259,20 +278,20 @@ fn zygote(
 fn fork_worker(
     boot: &mut Option<Inherited>,
     hooks: &'static Hooks,
-    slot: usize,
-    wanted: usize,
+    job: Job,
     app: &mut Option<App>,
     own_fds: &[RawFd],
 ) -> Side {
     let Some(inherited) = boot.as_ref() else {
         return Side::Parent;
     };
+    let slot = job.slot;
     if slot >= inherited.board.len() {
         tracing::error!("arbiter: no scoreboard slot {slot}");
         return Side::Parent;
     }
     let board = inherited.board;
-    let worker_obj = hooks.pre_fork(slot, wanted);
+    let worker_obj = hooks.pre_fork(slot, job.wanted, job.age);
     match crate::wsgi::fork() {
         Ok(Forked::Parent(middle)) => {
             let _ = waitpid(Pid::from_raw(middle), None);

@@ -249,7 +249,6 @@ class Hooks(object):
         self.server = Server(master, self.cfg, self.log, num_workers, proc_name)
         self.hooks = {}
         self.load()
-        self.age = 0
         self.worker = None
         self.by_slot = {}
 
@@ -312,20 +311,19 @@ class Hooks(object):
         self.server.num_workers = new
         return self.call("nworkers_changed", self.server, new, old)
 
-    def pre_fork(self, slot, num_workers):
-        """Before forking the worker for `slot`: a new Worker (the next
-        age), handed to pre_fork; returned for post_fork in the child."""
-        self.age += 1
+    def pre_fork(self, slot, num_workers, age):
+        """Before forking the worker for `slot`: a new Worker, handed to
+        pre_fork; returned for post_fork in the child."""
         self.server.num_workers = num_workers
-        worker = Worker(self.age, self.server.pid, self.cfg, self.log)
+        worker = Worker(age, self.server.pid, self.cfg, self.log)
         self.by_slot[slot] = worker
         self.call("pre_fork", self.server, worker)
         return worker
 
-    def child_exit(self, slot, pid):
-        worker = self.by_slot.pop(slot, None) or Worker(0, self.server.pid, self.cfg, self.log)
+    def child_exit(self, slot, pid, age):
+        # The object pre_fork had, unless a --preload zygote forked it.
+        worker = self.by_slot.pop(slot, None) or Worker(age, self.server.pid, self.cfg, self.log)
         worker.pid = pid
-        worker.alive = False
         self.server.WORKERS.pop(pid, None)
         return self.call("child_exit", self.server, worker)
 
@@ -349,8 +347,10 @@ class Hooks(object):
         if worker is None:
             return True
         worker.app = app
+        ok = self.call("post_worker_init", worker)
+        # As Gunicorn's worker: booted once the hook has run.
         worker.booted = True
-        return self.call("post_worker_init", worker)
+        return ok
 
     def worker_int(self):
         if self.worker is not None:

@@ -156,10 +156,11 @@ impl Hooks {
         })
     }
 
-    /// `child_exit(server, worker)` for the worker of `slot`, pid `pid`.
-    pub fn child_exit(&self, slot: usize, pid: i32) -> bool {
+    /// `child_exit(server, worker)` for the worker of `slot`, pid `pid`,
+    /// age `age`.
+    pub fn child_exit(&self, slot: usize, pid: i32, age: usize) -> bool {
         Python::attach(|py| {
-            let args = (slot, pid).into_pyobject(py).expect("a tuple");
+            let args = (slot, pid, age).into_pyobject(py).expect("a tuple");
             self.call(py, "child_exit", args)
         })
     }
@@ -172,14 +173,15 @@ impl Hooks {
         });
     }
 
-    /// Before forking the worker of `slot`: a new `worker` object, after
-    /// `pre_fork(server, worker)` ran; handed to [`Hooks::post_fork`].
-    pub fn pre_fork(&self, slot: usize, num_workers: usize) -> Option<Py<PyAny>> {
+    /// Before forking the worker of `slot`: a new `worker` object of age
+    /// `age`, after `pre_fork(server, worker)` ran; handed to
+    /// [`Hooks::post_fork`].
+    pub fn pre_fork(&self, slot: usize, num_workers: usize, age: usize) -> Option<Py<PyAny>> {
         Python::attach(|py| {
             match self
                 .obj
                 .bind(py)
-                .call_method1("pre_fork", (slot, num_workers))
+                .call_method1("pre_fork", (slot, num_workers, age))
             {
                 Ok(worker) => Some(worker.unbind()),
                 Err(e) => {

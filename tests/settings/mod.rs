@@ -7,6 +7,8 @@
 //!   atoms and the error log's line shape, against `gunicorn` from `.venv`;
 //! - `proxies`: real nginx (as www-data, over a UNIX socket) and HAProxy
 //!   (the PROXY protocol) in front of ferrocorn;
+//! - `hooks`: every server hook of a gunicorn.conf.py, at the moment and
+//!   in the process Gunicorn 27 runs it, with the same arguments;
 //! - `logs`, `metrics`, `process`, `config`: the other settings;
 //! - `refusals`: every refused setting exits 78 naming itself and what to
 //!   use instead.
@@ -14,6 +16,7 @@
 mod compare;
 mod config;
 mod guides;
+mod hooks;
 mod logs;
 mod metrics;
 mod process;
@@ -133,6 +136,11 @@ impl Gunicorn {
             );
         }
         panic!("gunicorn {args:?} {app} did not start");
+    }
+
+    /// Its master's pid.
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
     }
 
     /// Its address.
