@@ -98,6 +98,9 @@ pub struct Interpreter {
     pub python: Option<PathBuf>,
     /// `--virtualenv`.
     pub virtualenv: Option<PathBuf>,
+    /// `--chdir`: the directory the file runs in, first on its `sys.path`
+    /// (Gunicorn's master changes to it before reading the file).
+    pub chdir: Option<PathBuf>,
 }
 
 /// Runs a `gunicorn.conf.py` in the app's interpreter (the master has none
@@ -207,6 +210,58 @@ pub fn load(
         }
     }
     Ok(Loaded { layer, warnings })
+}
+
+/// The environment variable by which `egg:ferrocorn#main`, the
+/// `paste.server_runner` of ferrocorn's Python package, hands the master
+/// the settings of a PasteDeploy `[server:...]` section: JSON
+/// `{"file": INI, "settings": {NAME: TEXT or [TEXT, ...]}}`, the values as
+/// PasteDeploy read them (Gunicorn's runner sets them with `cfg.set`).
+pub const PASTE_SERVER_VAR: &str = "FERROCORN_PASTE_SERVER";
+
+/// The settings layer of [`PASTE_SERVER_VAR`]'s value; it sits above the
+/// configuration file and below `FERROCORN_CMD_ARGS` and the command line,
+/// as Gunicorn's runner sets them over its configuration file.
+///
+/// Errors: not the runner's JSON, an unknown setting or a bad value, named
+/// with the .ini file.
+pub fn paste_server(json: &str) -> Result<Layer, ConfigError> {
+    #[derive(serde::Deserialize)]
+    struct Given {
+        file: String,
+        settings: serde_json::Map<String, serde_json::Value>,
+    }
+    let given: Given =
+        serde_json::from_str(json).map_err(|e| bad("paste", format!("{PASTE_SERVER_VAR}: {e}")))?;
+    let where_ = format!("the [server] section of {}", given.file);
+    let mut layer = Layer::new(Source::File(PathBuf::from(&where_)));
+    for (key, value) in given.settings {
+        let s = setting_for_key(&key).map_err(|e| bad("paste", format!("{e} (in {where_})")))?;
+        let texts: Vec<String> = match value {
+            serde_json::Value::Array(items) => items
+                .into_iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                .collect(),
+            serde_json::Value::String(text) => vec![text],
+            other => vec![other.to_string()],
+        };
+        let mut value = None;
+        for text in &texts {
+            let parsed = super::resolve::parse_str(s, text)
+                .map_err(|e| bad(s.name, format!("{e} (in {where_})")))?;
+            value = Some(match (value, parsed) {
+                (Some(Value::Array(mut all)), Value::Array(more)) => {
+                    all.extend(more);
+                    Value::Array(all)
+                }
+                (_, parsed) => parsed,
+            });
+        }
+        if let Some(value) = value {
+            layer.values.insert(s.name, value);
+        }
+    }
+    Ok(layer)
 }
 
 /// A JSON value from a `gunicorn.conf.py` as a setting value; `None` for

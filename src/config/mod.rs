@@ -181,6 +181,8 @@ struct Sources {
     args: Vec<OsString>,
     /// `FERROCORN_CMD_ARGS`/`GUNICORN_CMD_ARGS` as read at start.
     cmd_args: Option<(&'static str, Vec<OsString>)>,
+    /// [`file::PASTE_SERVER_VAR`] as read at start.
+    paste_server: Option<String>,
     /// The values these settings were made from.
     resolved: Option<Resolved>,
 }
@@ -355,6 +357,7 @@ impl Settings {
             Sources {
                 args,
                 cmd_args,
+                paste_server: std::env::var(file::PASTE_SERVER_VAR).ok(),
                 resolved: None,
             },
             python,
@@ -400,6 +403,7 @@ impl Settings {
         let interpreter = Interpreter {
             python: path_of("python"),
             virtualenv: path_of("virtualenv"),
+            chdir: path_of("chdir"),
         };
         let mut warnings = Vec::new();
         let mut layers = Vec::new();
@@ -409,6 +413,12 @@ impl Settings {
                     layers.push(loaded.layer);
                     warnings.extend(loaded.warnings);
                 }
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        if let Some(json) = &sources.paste_server {
+            match file::paste_server(json) {
+                Ok(layer) => layers.push(layer),
                 Err(e) => return Ok(Err(e)),
             }
         }

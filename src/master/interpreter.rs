@@ -326,7 +326,13 @@ impl PythonConfig for ConfigRunner {
             Location::PythonModule(m) => OsString::from(format!("python:{m}")),
             Location::Toml(p) => return Err(format!("{} is not Python", p.display())),
         };
-        let out = Command::new(&python)
+        let mut command = Command::new(&python);
+        // After a reload the master is in that directory already (and a
+        // relative --chdir no longer names it).
+        if let Some(dir) = interpreter.chdir.as_deref().filter(|d| d.is_dir()) {
+            command.current_dir(dir);
+        }
+        let out = command
             .args([
                 OsStr::new("-c"),
                 OsStr::new(PYTHON_SIDE),

@@ -714,7 +714,10 @@ impl Master {
                 WaitStatus::Exited(_, exit::OK) => {
                     tracing::info!("Worker exited (pid: {pid})");
                 }
-                WaitStatus::Exited(_, code @ (exit::APP_LOAD_ERROR | exit::WORKER_BOOT_ERROR)) => {
+                WaitStatus::Exited(
+                    _,
+                    code @ (exit::APP_LOAD_ERROR | exit::WORKER_BOOT_ERROR | exit::CONFIG),
+                ) => {
                     self.boot_failed(worker.generation, code);
                 }
                 WaitStatus::Exited(_, code) => {
@@ -757,7 +760,10 @@ impl Master {
         self.reaped_early.clear();
         match status {
             WaitStatus::Exited(_, exit::OK) => {}
-            WaitStatus::Exited(_, code @ (exit::APP_LOAD_ERROR | exit::WORKER_BOOT_ERROR)) => {
+            WaitStatus::Exited(
+                _,
+                code @ (exit::APP_LOAD_ERROR | exit::WORKER_BOOT_ERROR | exit::CONFIG),
+            ) => {
                 self.boot_failed(zygote.generation, code);
             }
             other => tracing::error!("Zygote (pid: {pid}) failed: {other:?}"),
@@ -797,13 +803,13 @@ impl Master {
         }
     }
 
-    /// A worker (or zygote) of `generation` could not import the app (4) or
-    /// start Python (3).
+    /// A worker (or zygote) of `generation` could not import the app (4),
+    /// start Python (3) or found its configuration invalid (78).
     fn boot_failed(&mut self, generation: u32, code: i32) {
-        let reason = if code == exit::APP_LOAD_ERROR {
-            "App failed to load."
-        } else {
-            "Worker failed to boot."
+        let reason = match code {
+            exit::APP_LOAD_ERROR => "App failed to load.",
+            exit::CONFIG => "The app's configuration is invalid.",
+            _ => "Worker failed to boot.",
         };
         if !self.served {
             // First start: respawning would only fail again.

@@ -85,11 +85,15 @@ def probe(candidates, build):
 def config(location, names):
     import json
 
+    import os
+
+    # As Gunicorn's master, which changes to --chdir and puts it first on
+    # sys.path before it reads the file.
+    sys.path.insert(0, os.getcwd())
     try:
         if location.startswith("python:"):
             import importlib
 
-            sys.path.insert(0, ".")
             namespace = vars(importlib.import_module(location[len("python:"):]))
             source = getattr(namespace.get("__spec__"), "origin", None)
         else:

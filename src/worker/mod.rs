@@ -286,6 +286,10 @@ fn load_app(settings: &Settings, argv: &[String]) -> Result<App, i32> {
             tracing::error!("{e}");
             exit::APP_LOAD_ERROR
         }
+        AppError::Config(_) => {
+            tracing::error!("{e}");
+            exit::CONFIG
+        }
         AppError::Interpreter(_) => {
             tracing::error!("worker failed to boot: {e}");
             exit::WORKER_BOOT_ERROR

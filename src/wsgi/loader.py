@@ -14,6 +14,11 @@ class AppImportError(Exception):
     """The application could not be found or is not callable."""
 
 
+class PasteConfigError(Exception):
+    """A PasteDeploy file names what is not installed (``use = egg:X``): a
+    configuration error (exit 78), not the app's."""
+
+
 def _parse_call(expr):
     """``(path, args, kwargs, is_call)`` of ``a.b`` or ``a.b(literal, k=literal)``."""
     import ast
@@ -117,9 +122,20 @@ def load_paste(path, name, global_conf):
     parser.read([path])
     if parser.has_section("loggers"):
         configure_logging("file", path)
-    return loadapp(
-        "config:%s" % path,
-        name=name,
-        relative_to=os.getcwd(),
-        global_conf=dict(global_conf) or None,
-    )
+    from importlib.metadata import PackageNotFoundError
+
+    try:
+        return loadapp(
+            "config:%s" % path,
+            name=name,
+            relative_to=os.getcwd(),
+            global_conf=dict(global_conf) or None,
+        )
+    except PackageNotFoundError as e:
+        raise PasteConfigError("%s#%s: no such distribution: %s" % (path, name, e)) from None
+    except LookupError as e:
+        # PasteDeploy's own "Entry point ... not found in egg ...", not an
+        # app's KeyError or IndexError.
+        if type(e) is not LookupError:
+            raise
+        raise PasteConfigError("%s#%s: %s" % (path, name, e)) from None

@@ -44,6 +44,10 @@ pub enum AppError {
     /// The app module or callable could not be loaded (exit 4).
     #[error("{0}")]
     Import(String),
+    /// The app's configuration names what is not there: a PasteDeploy
+    /// `use = egg:X` of no installed distribution (exit 78).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// Where the app comes from.
@@ -283,9 +287,11 @@ impl App {
                 ),
             };
             let app = loaded.map_err(|e| {
-                let not_found = loader
-                    .getattr("AppImportError")
-                    .is_ok_and(|t| e.get_type(py).is(&t));
+                let is = |name: &str| loader.getattr(name).is_ok_and(|t| e.get_type(py).is(&t));
+                if is("PasteConfigError") {
+                    return AppError::Config(format!("paste: {}", e.value(py)));
+                }
+                let not_found = is("AppImportError");
                 let reason = if not_found {
                     e.value(py).to_string()
                 } else {

@@ -9,6 +9,7 @@
 //!   (the PROXY protocol) in front of ferrocorn;
 //! - `hooks`: every server hook of a gunicorn.conf.py, at the moment and
 //!   in the process Gunicorn 27 runs it, with the same arguments;
+//! - `paste`: PasteDeploy with Pyramid, and `egg:ferrocorn#main` under pserve;
 //! - `logs`, `metrics`, `process`, `config`: the other settings;
 //! - `refusals`: every refused setting exits 78 naming itself and what to
 //!   use instead.
@@ -19,6 +20,7 @@ mod guides;
 mod hooks;
 mod logs;
 mod metrics;
+mod paste;
 mod process;
 mod proxies;
 mod refusals;
