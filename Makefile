@@ -115,10 +115,12 @@ sdist-test: sdist
 	tests/wheel/sdist-test.sh target/wheels/ferrocorn-*.tar.gz
 
 # Packages (.deb, .rpm) and the tests under a real systemd live in their own
-# fragments: packaging/packaging.mk (make deb, make rpm) and
-# tests/systemd/systemd.mk (make systemd-test).
+# fragments: packaging/packaging.mk (make deb, make rpm),
+# tests/systemd/systemd.mk (make systemd-test) and
+# tests/deployments/deployments.mk (make deployments-test).
 -include packaging/packaging.mk
 -include tests/systemd/systemd.mk
+-include tests/deployments/deployments.mk
 
 # The master's life cycle under load (20 HUPs, respawn latency): not part of
 # `make test`; its figures go into the closing notes.

@@ -7,7 +7,10 @@ and Flask from a virtualenv), with one worker on a UNIX socket:
 - cold start: from starting the master to the first answered request
   (master start, interpreter check, worker start, app import), N times;
 - respawn: SIGKILL the worker, time until its replacement answers, N times
-  (each after the crash-loop backoff of a young worker has passed).
+  (each after the crash-loop backoff of a young worker has passed);
+
+and Flask again with a gunicorn.conf.py, where the arbiter forks the
+workers (docs/architecture.md, "Server hooks").
 
     python3 scripts/boot-bench.py [--bin B] [--baseline OLD_BIN] [--venv .venv] [-n 10]
 
@@ -85,13 +88,19 @@ def main():
     ap.add_argument("-n", type=int, default=10)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="ferrocorn-boot-")
+    # With a gunicorn.conf.py an arbiter forks the workers (server hooks):
+    # its cold start runs the file twice, its respawn is a fork, not an exec.
+    conf = os.path.join(tmp, "gunicorn.conf.py")
+    with open(conf, "w") as f:
+        f.write("def post_fork(server, worker):\n    pass\n")
     apps = [("hello", "testapp:app", []),
-            ("Flask", "flask_probe:app", ["--virtualenv", args.venv])]
+            ("Flask", "flask_probe:app", ["--virtualenv", args.venv]),
+            ("Flask+conf.py", "flask_probe:app", ["--virtualenv", args.venv, "-c", conf])]
     bins = [("this build", args.bin)] + ([("baseline", args.baseline)] if args.baseline else [])
     for name, app, extra in apps:
         for label, binary in bins:
             cold, respawn = run(binary, app, extra, args.n, tmp)
-            print("%-6s %-10s cold start to first answer: %s; respawn after SIGKILL: %s"
+            print("%-13s %-10s cold start to first answer: %s; respawn after SIGKILL: %s"
                   % (name, label, ms(cold), ms(respawn)))
 
 

@@ -18,8 +18,9 @@
 //!   `python:MODULE`): Python code, run by the app's interpreter (the
 //!   master has no Python: the caller supplies a [`PythonConfig`]). As in
 //!   Gunicorn, its module-level variables named like a setting are the
-//!   settings and other names are ignored; server hooks (callables) are
-//!   named in a warning, since ferrocorn does not run them.
+//!   settings and other names are ignored; its server hooks (callables,
+//!   or "module.function" strings) are run by the arbiter
+//!   (`worker::arbiter`), which runs the file again itself.
 //!
 //! Without `-c`, `./gunicorn.conf.py` is read when it exists, as Gunicorn does.
 
@@ -125,7 +126,7 @@ pub trait PythonConfig {
 pub struct Loaded {
     /// The settings it sets.
     pub layer: Layer,
-    /// One line each (server hooks that are not run).
+    /// One line each (hooks that mean nothing here: TLS, dirty arbiters).
     pub warnings: Vec<String>,
 }
 

@@ -320,7 +320,7 @@ pub struct Loaded {
     /// Every value with its source (for `--print-config`).
     pub resolved: Resolved,
     /// Lines to log as warnings once logging is up: settings accepted with
-    /// another meaning, the worker class mapped, hooks not run.
+    /// another meaning, the worker class mapped, hooks that mean nothing here.
     pub warnings: Vec<String>,
 }
 

@@ -17,8 +17,10 @@
 # exits with its status, without finalising the interpreter (as a worker
 # always has: app threads may still be running); `check` only imports the
 # app (--check-config). `config` runs a gunicorn.conf.py (LOCATION: a path,
-# or python:MODULE) and prints, as JSON, its variables named like one of
-# NAMES (comma-separated) and which of those hold a callable (hooks).
+# or python:MODULE) in the working directory, first on sys.path, and prints,
+# as JSON, its variables named like one of NAMES (comma-separated), which of
+# those hold a callable (hooks) and the line of each one's assignment; if
+# the file raises, one line (its line and the error) on stderr, status 1.
 import sys
 
 if sys.path and sys.path[0] in ("", "."):

@@ -264,6 +264,7 @@ fn a_bad_hook_stops_the_start_with_one_clear_line_and_exit_78() {
             "def on_starting(server):\n    raise RuntimeError('the database is down')\n",
             "RuntimeError: the database is down",
         ),
+        ("bad-value", "import os\n\nworkers = 'many'\n", "(in "),
         (
             "when-ready-raises",
             "def when_ready(server):\n    raise KeyError('addons_path')\n",
@@ -271,6 +272,12 @@ fn a_bad_hook_stops_the_start_with_one_clear_line_and_exit_78() {
         ),
     ];
     for (name, conf, line) in cases {
+        let line = if name == "bad-value" {
+            // The setting, the file and the line of the assignment.
+            "gunicorn.conf.py, line 3)"
+        } else {
+            line
+        };
         let mut s = with_conf(&format!("badhook-{name}"), conf).spawn();
         let status = s.wait_exit(20 * SEC);
         assert_eq!(
@@ -338,4 +345,80 @@ fn a_hook_that_hangs_does_not_hang_the_master() {
     );
     assert!(s.log().contains("a server hook hangs"), "{}", s.log());
     assert!(!s.group_alive(), "a process outlived the master");
+}
+
+#[test]
+fn worker_int_and_worker_exit_run_in_the_worker_on_int() {
+    let b = with_conf(
+        "hook-int",
+        "import os\nworkers = 1\n\
+         def _w(line):\n    open(os.environ['HOOK_LOG'], 'a').write(line + '\\n')\n\
+         def worker_int(worker):\n    _w('worker_int %d %s' % (worker.pid, worker.alive))\n\
+         def worker_exit(server, worker):\n    _w('worker_exit %d' % worker.pid)\n",
+    );
+    let log = b.dir().join("hooks.log");
+    let s = b.env("HOOK_LOG", log.to_str().unwrap()).start();
+    let worker: i32 = s.get("/pid").text().trim().parse().unwrap();
+    signal(worker, libc::SIGINT);
+    let want = format!("worker_int {worker} False\nworker_exit {worker}\n");
+    assert!(
+        poll_until(10 * SEC, || std::fs::read_to_string(&log)
+            .is_ok_and(|t| t == want)),
+        "{:?}\n{}",
+        std::fs::read_to_string(&log),
+        s.log()
+    );
+    // The master replaces it.
+    assert!(
+        poll_until(10 * SEC, || s.get("/pid").text().trim()
+            != worker.to_string()),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn with_preload_workers_are_forked_with_the_app_and_ages_keep_counting_over_hup() {
+    let b = with_conf(
+        "hook-preload",
+        "import os, sys\nworkers = 2\npreload_app = True\n\
+         def _w(line):\n    open(os.environ['HOOK_LOG'], 'a').write(line + '\\n')\n\
+         def pre_fork(server, worker):\n    _w('pre_fork %d app=%s' % (worker.age, 'testapp' in sys.modules))\n\
+         def post_fork(server, worker):\n    _w('post_fork %d' % worker.age)\n\
+         def on_reload(server):\n    _w('on_reload')\n",
+    );
+    let log = b.dir().join("hooks.log");
+    let s = b.env("HOOK_LOG", log.to_str().unwrap()).start();
+    let lines = || {
+        let mut l: Vec<String> = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        l.sort();
+        l
+    };
+    assert!(poll_until(10 * SEC, || lines().len() == 4), "{:?}", lines());
+    assert_eq!(
+        lines(),
+        [
+            "post_fork 1",
+            "post_fork 2",
+            "pre_fork 1 app=True",
+            "pre_fork 2 app=True"
+        ]
+    );
+    s.signal(libc::SIGHUP);
+    assert!(poll_until(15 * SEC, || lines().len() == 9), "{:?}", lines());
+    let after: Vec<String> = lines();
+    for want in [
+        "on_reload",
+        "pre_fork 3 app=True",
+        "pre_fork 4 app=True",
+        "post_fork 3",
+        "post_fork 4",
+    ] {
+        assert!(after.iter().any(|l| l == want), "no {want:?} in {after:?}");
+    }
+    assert_eq!(s.get("/").status, 200);
 }

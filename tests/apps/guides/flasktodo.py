@@ -1,5 +1,8 @@
 """`flasktodo:app`: a small Flask app whose pages link to each other with
 url_for, so a mount point (SCRIPT_NAME) shows in every link it builds."""
+import os
+import time
+
 from flask import Flask, jsonify, request, url_for
 
 app = Flask(__name__)
@@ -20,3 +23,11 @@ def index():
 @app.route("/todo/<int:n>")
 def item(n):
     return jsonify(todo=TODOS[n], back=url_for("index"))
+
+
+@app.route("/slow")
+def slow():
+    """A request that takes `s` seconds (for stops under load)."""
+    s = float(request.args.get("s", "1"))
+    time.sleep(s)
+    return jsonify(slept=s, pid=os.getpid())

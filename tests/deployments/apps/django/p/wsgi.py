@@ -1,0 +1,8 @@
+"""`p.wsgi:application`, as `django-admin startproject p` writes it."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "settings")
+
+application = get_wsgi_application()

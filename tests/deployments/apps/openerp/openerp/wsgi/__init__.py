@@ -1,0 +1,1 @@
+from openerp.wsgi import core  # noqa: F401
