@@ -1164,6 +1164,43 @@ fn term_lets_the_in_flight_request_finish_and_exits_0() {
     assert!(!s.group_alive(), "a worker outlived the master");
 }
 
+#[test]
+fn term_serves_the_connections_already_queued_for_the_workers() {
+    // Two sync workers each inside a request; four more connections wait in
+    // the listen queue, not yet accepted, when TERM comes (as under
+    // `supervisorctl stop` with nginx in front). All six are answered.
+    let mut s = testapp("term-queued")
+        .markers()
+        .tcp()
+        .args(["-w", "2"])
+        .start();
+    let client = |tag: String| {
+        let addr = s.addr.clone();
+        thread::spawn(move || {
+            let mut c = Client::connect(&addr);
+            c.set_timeout(30 * SEC);
+            c.send(&request("GET", &format!("/sleep?s=3&tag={tag}"), &[], b""));
+            c.try_read_response("GET").map(|r| r.status)
+        })
+    };
+    let mut clients: Vec<_> = (0..2).map(|i| client(format!("busy{i}"))).collect();
+    assert!(
+        poll_until(10 * SEC, || {
+            s.dir.join("sleep-busy0").exists() && s.dir.join("sleep-busy1").exists()
+        }),
+        "the two requests never started"
+    );
+    clients.extend((0..4).map(|i| client(format!("queued{i}"))));
+    thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGTERM);
+    let got: Vec<String> = clients
+        .into_iter()
+        .map(|c| format!("{:?}", c.join().unwrap()))
+        .collect();
+    assert!(got.iter().all(|g| g == "Ok(200)"), "{got:?}\n{}", s.log());
+    assert_eq!(exit_code(s.wait_exit(30 * SEC)), Some(0));
+}
+
 /// Starts a server with a 30 s request in flight, sends `sig` and returns
 /// (exit code, seconds until exit, what the in-flight client got).
 fn stop_with_request_in_flight(name: &str, sig: i32, args: &[&str]) -> (Option<i32>, f64, String) {

@@ -484,7 +484,12 @@ impl Master {
                 "Reload: cannot re-read the configuration ({e}); keeping the current settings"
             ),
         }
-        self.tell_arbiter(&format!("reload {} {old}", self.wanted));
+        // The new generation's settings go with it: the arbiter forks its
+        // workers with them.
+        match serde_json::to_string(&self.settings) {
+            Ok(json) => self.tell_arbiter(&format!("reload {} {old} {json}", self.wanted)),
+            Err(e) => tracing::error!("Reload: the arbiter keeps its settings: {e}"),
+        }
         self.reloading = true;
         self.booting_since = Instant::now();
         self.generation += 1;

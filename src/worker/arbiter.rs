@@ -14,7 +14,8 @@
 //! fork G N SLOT     fork a worker of generation G into SLOT (N wanted)
 //! exited SLOT PID   a worker exited (child_exit)
 //! workers NEW OLD   TTIN/TTOU (nworkers_changed)
-//! reload NEW OLD    HUP: run the file again, nworkers_changed, on_reload
+//! reload NEW OLD S  HUP: the next generation's settings S (JSON); run the
+//!                   file again, nworkers_changed, on_reload
 //! exec              USR2 (pre_exec)
 //! exit              the workers are gone (on_exit), then exit
 //! ```
@@ -167,6 +168,20 @@ pub(super) fn run(boot: Inherited, control: OwnedFd) -> i32 {
                 hooks.nworkers_changed(new, Some(old));
             }
             (Some("reload"), Some(new), Some(old), _) => {
+                // The settings of the generations forked from now on.
+                let json = line.splitn(4, ' ').nth(3).unwrap_or_default();
+                match (
+                    serde_json::from_str::<crate::config::Settings>(json),
+                    boot.as_mut(),
+                ) {
+                    (Ok(settings), Some(inherited)) => {
+                        hooks.set_environment(&settings.raw_env);
+                        hooks.set_cfg(settings.cfg.as_deref().unwrap_or("{}"));
+                        inherited.settings = settings;
+                    }
+                    (Err(e), _) => tracing::error!("arbiter: bad settings on reload: {e}"),
+                    (_, None) => {}
+                }
                 hooks.on_reload(new, old);
             }
             (Some("exec"), ..) => {

@@ -62,11 +62,16 @@ impl Conn {
         if self.fresh || !self.buf.is_empty() {
             return false;
         }
+        !self.has_unread_bytes()
+    }
+
+    /// Whether bytes (or the peer's close) wait in the kernel, unread.
+    pub fn has_unread_bytes(&self) -> bool {
         let mut fds = [nix::poll::PollFd::new(
             self.stream.fd(),
             nix::poll::PollFlags::POLLIN,
         )];
-        !matches!(
+        matches!(
             nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO),
             Ok(1..)
         )

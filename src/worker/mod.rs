@@ -629,6 +629,12 @@ impl EventLoop {
         self.stop_deadline = Some(Instant::now() + self.graceful_timeout);
         self.ctx.stopping.store(true, Ordering::Relaxed);
         let _ = self.set_accepting(false);
+        // Connections the kernel already queued for us were made before the
+        // stop: serve them (with `Connection: close`) rather than leave them
+        // to be reset when the master closes the listeners, up to our cap.
+        for index in 0..self.listeners.len() {
+            while self.conns.len() < self.worker_connections && self.accept_one(index) {}
+        }
         self.listeners.clear();
         // Only now, with no listener left, tell the master we are stopping.
         self.ctx.slot.set_state(SlotState::Stopping);
@@ -682,46 +688,52 @@ impl EventLoop {
     fn on_acceptable(&mut self, index: usize) {
         let batch = if self.pool.is_some() { 64 } else { 4 };
         for _ in 0..batch {
-            if !self.accepting {
+            if !self.accepting || !self.accept_one(index) {
                 return;
-            }
-            let Some(listener) = self.listeners.get(index) else {
-                return;
-            };
-            let (socket, addr) = match listener.socket.accept() {
-                Ok(pair) => pair,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    tracing::debug!("accept failed: {e}");
-                    return;
-                }
-            };
-            let peer = addr.as_socket().map_or(Peer::Unix, Peer::Tcp);
-            if matches!(peer, Peer::Tcp(_)) {
-                let _ = socket.set_tcp_nodelay(true);
-            }
-            let Ok(stream) = Stream::new(socket, self.stall) else {
-                continue;
-            };
-            let conn = Conn {
-                stream: Arc::new(stream),
-                buf: Vec::new(),
-                trusted: peer.is_in(&self.forwarded_allow),
-                peer,
-                awaiting_proxy: self.proxy_protocol,
-                proxy: None,
-                listener: index,
-                deadline: Instant::now() + self.timeouts.head,
-                fresh: true,
-            };
-            let flags = self.conn_flags();
-            let entry = self.conns.vacant_entry();
-            let ev = EpollEvent::new(flags, TOKEN_CONN + entry.key() as u64);
-            if self.epoll.add(conn.stream.fd(), ev).is_ok() {
-                entry.insert(conn);
             }
             self.update_accepting();
         }
+    }
+
+    /// Accept one connection from listener `index` and wait for its head;
+    /// false when none is queued (or the listener is gone).
+    fn accept_one(&mut self, index: usize) -> bool {
+        let Some(listener) = self.listeners.get(index) else {
+            return false;
+        };
+        let (socket, addr) = match listener.socket.accept() {
+            Ok(pair) => pair,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) => {
+                tracing::debug!("accept failed: {e}");
+                return false;
+            }
+        };
+        let peer = addr.as_socket().map_or(Peer::Unix, Peer::Tcp);
+        if matches!(peer, Peer::Tcp(_)) {
+            let _ = socket.set_tcp_nodelay(true);
+        }
+        let Ok(stream) = Stream::new(socket, self.stall) else {
+            return true;
+        };
+        let conn = Conn {
+            stream: Arc::new(stream),
+            buf: Vec::new(),
+            trusted: peer.is_in(&self.forwarded_allow),
+            peer,
+            awaiting_proxy: self.proxy_protocol,
+            proxy: None,
+            listener: index,
+            deadline: Instant::now() + self.timeouts.head,
+            fresh: true,
+        };
+        let flags = self.conn_flags();
+        let entry = self.conns.vacant_entry();
+        let ev = EpollEvent::new(flags, TOKEN_CONN + entry.key() as u64);
+        if self.epoll.add(conn.stream.fd(), ev).is_ok() {
+            entry.insert(conn);
+        }
+        true
     }
 
     fn on_readable(&mut self, key: usize) {
@@ -823,7 +835,11 @@ impl EventLoop {
         }
         self.next_sweep = now + SWEEP_INTERVAL;
         let before = self.conns.len();
-        self.conns.retain(|_, c| c.deadline > now);
+        // Bytes we have not read yet arrived while this thread was busy (an
+        // inline request): the client was not slow, we were; they are read
+        // on the next turn, and the deadline applies again after that.
+        self.conns
+            .retain(|_, c| c.deadline > now || c.has_unread_bytes());
         if self.conns.len() != before {
             self.update_accepting();
         }

@@ -263,6 +263,18 @@ class Hooks(object):
                 hooks[name] = resolve(name, value, where)
         self.hooks = hooks
 
+    def set_environment(self, env):
+        for key, value in env:
+            os.environ[key] = value
+        return True
+
+    def set_cfg(self, cfg_json):
+        import json
+
+        self.cfg.__dict__.clear()
+        self.cfg.__init__(json.loads(cfg_json))
+        return True
+
     def defines(self, name):
         return name in self.hooks
 

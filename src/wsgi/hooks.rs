@@ -148,6 +148,25 @@ impl Hooks {
         })
     }
 
+    /// HUP's `raw_env`, set in `os.environ` (and so inherited by the
+    /// workers forked from now on), as Gunicorn's arbiter sets it on reload.
+    pub fn set_environment(&self, env: &[(String, String)]) {
+        Python::attach(|py| {
+            let env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let args = (env,).into_pyobject(py).expect("a tuple");
+            self.call(py, "set_environment", args)
+        });
+    }
+
+    /// HUP's settings by name (a JSON object), for `server.cfg`.
+    pub fn set_cfg(&self, cfg_json: &str) {
+        Python::attach(|py| {
+            let args = (cfg_json,).into_pyobject(py).expect("a tuple");
+            self.call(py, "set_cfg", args)
+        });
+    }
+
     /// `nworkers_changed(server, new, old)`; `old` is `None` at start.
     pub fn nworkers_changed(&self, new: usize, old: Option<usize>) -> bool {
         Python::attach(|py| {

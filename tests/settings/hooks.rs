@@ -422,3 +422,27 @@ fn with_preload_workers_are_forked_with_the_app_and_ages_keep_counting_over_hup(
     }
     assert_eq!(s.get("/").status, 200);
 }
+
+#[test]
+fn hup_gives_the_arbiters_next_generation_the_new_settings_and_environment() {
+    let conf = |generation: &str, threads: u32| {
+        format!(
+            "workers = 1\nthreads = {threads}\nraw_env = ['GENERATION={generation}']\n\
+             def post_fork(server, worker):\n    pass\n"
+        )
+    };
+    let b = with_conf("hook-hup", &conf("one", 1));
+    let path = b.dir().join("gunicorn.conf.py");
+    let s = b.start();
+    assert_eq!(s.get("/osenv?key=GENERATION").json()["value"], "one");
+    assert_eq!(s.get("/environ").json()["wsgi.multithread"], false);
+    std::fs::write(&path, conf("two", 2)).unwrap();
+    s.signal(libc::SIGHUP);
+    assert!(
+        poll_until(15 * SEC, || s.get("/osenv?key=GENERATION").json()["value"]
+            == "two"),
+        "{}",
+        s.log()
+    );
+    assert_eq!(s.get("/environ").json()["wsgi.multithread"], true);
+}
