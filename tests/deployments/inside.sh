@@ -18,6 +18,9 @@ CHECKS=("$@")
 APPS=/harness/apps
 TMP=/tmp/deployments
 mkdir -p "$TMP"
+# A debootstrapped rootfs has no /etc/hosts; every real machine names
+# localhost there (Zope's guide binds localhost:8080).
+grep -qs '^127.0.0.1.*localhost' /etc/hosts || printf '127.0.0.1 localhost\n::1 localhost ip6-localhost\n' >> /etc/hosts
 pass=0
 fail=0
 
@@ -75,7 +78,7 @@ slow_requests() {
   done
 }
 all_200() { local f; for f in "$1"/*; do [ "$(cat "$f")" = 200 ] || return 1; done; }
-statuses() { cat "$1"/* | sort | uniq -c | tr '\n' ' '; }
+statuses() { local f; for f in "$1"/*; do cat "$f"; echo; done | sort | uniq -c | tr -s ' \n' ' '; }
 
 # ------------------------------------------------------------ 1. Django
 deploy_1() {
@@ -145,6 +148,7 @@ deploy_2() {
   run supervisorctl restart flasktodo
   wait
   echo "    in flight across the restart: $(statuses "$TMP/restart")"
+  tail -3 /var/log/nginx/error.log | sed 's/^/    nginx: /'
   check "2 supervisorctl restart: the 6 requests in flight all get 200" all_200 "$TMP/restart"
   check "2 ... and a new master serves" wait_for 20 up http://127.0.0.1/flasktodo/
   local new; new=$(cat /run/flasktodo/flasktodo.pid)
@@ -155,10 +159,11 @@ deploy_2() {
   run supervisorctl stop flasktodo
   wait
   echo "    in flight across the stop: $(statuses "$TMP/stop")"
+  tail -3 /var/log/nginx/error.log | sed 's/^/    nginx: /'
   check "2 supervisorctl stop: the 6 requests in flight all get 200" all_200 "$TMP/stop"
   run supervisorctl status flasktodo
   check "2 ... then it is stopped and nginx says 502" answers http://127.0.0.1/flasktodo/ 502
-  check "2 ... leaving no process behind" sh -c '! pgrep -u www-data -f "ferrocorn:" >/dev/null'
+  check "2 ... leaving no process behind" sh -c '! pgrep -u www-data -f "[f]errocorn:" >/dev/null'
 }
 
 # ------------------------------------------------------------- 3. Zope
@@ -186,7 +191,7 @@ deploy_3() {
     sh -c "[ \$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:8080/manage_main) = 401 ]"
   run systemctl stop zope-paste
   check "3 systemctl stop: the master and its worker are gone" \
-    sh -c "! pgrep -f 'ferrocorn: .*zope.ini' >/dev/null"
+    sh -c "! pgrep -f '[f]errocorn: .*zope.ini' >/dev/null"
 
   cp "$APPS/zope/gunicornapp.py" /opt/zope/
   systemd-run --unit zope-gunicornapp --working-directory=/opt/zope \
@@ -242,7 +247,7 @@ deploy_5() {
   install -d /etc/sv/app
   cp "$APPS/etc/runit-run" /etc/sv/app/run
   run cat /etc/sv/app/run
-  run systemctl start runit 2>&1 || true
+  run systemctl start runit
   ln -s /etc/sv/app /etc/service/app
   check "5 runsvdir started it: serves on 127.0.0.1:8050" wait_for 30 up http://127.0.0.1:8050/
   run sv status app
@@ -270,7 +275,7 @@ deploy_5() {
 
   run sv down app
   check "5 sv down: stopped, nothing listens" wait_for 20 sh -c "! curl -s -o /dev/null http://127.0.0.1:8050/"
-  check "5 ... and no ferrocorn process is left" sh -c "! pgrep -f 'ferrocorn: (master|worker|arbiter) \[main:application\]' >/dev/null"
+  check "5 ... and no ferrocorn process is left" sh -c "! pgrep -f '[f]errocorn: (master|worker|arbiter) \[main:application\]' >/dev/null"
 }
 
 for n in "${CHECKS[@]}"; do

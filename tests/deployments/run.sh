@@ -80,7 +80,7 @@ filter='^(PASS|FAIL|NOTE|\[harness|[0-9]+ passed)'
 [ "${DEPLOYMENTS_VERBOSE:-0}" = 1 ] && filter='.'
 # shellcheck disable=SC2086
 HARNESS_SUITE=$SUITE HARNESS_CMD_TIMEOUT=${HARNESS_CMD_TIMEOUT:-900} \
-HARNESS_EXTRA_PACKAGES=python3-venv,nginx-light,supervisor,runit,runit-systemd \
+HARNESS_EXTRA_PACKAGES=python3-venv,nginx-light,supervisor,runit,runit-run \
   "$HARNESS" run --name "deployments-$SUITE-$$" --results "$RESULTS" \
     --copy "$STAGE/wheels:/harness/wheels" --copy "$STAGE/apps:/harness/apps" \
     "$HERE/inside.sh" $CHECKS 2>&1 | tee "$RESULTS/run.log" | grep --line-buffered -E "$filter"
