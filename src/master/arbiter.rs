@@ -22,6 +22,8 @@ pub(super) const EXIT_GRACE: Duration = Duration::from_secs(5);
 /// A worker the arbiter has not forked after this long is reported (a
 /// `pre_fork` hook may hang).
 const FORK_SLOW: Duration = Duration::from_secs(30);
+/// Commands kept for an arbiter that does not read them, at most.
+const OUTBOX_LIMIT: usize = 1 << 20;
 
 /// The running arbiter.
 #[derive(Debug)]
@@ -31,6 +33,8 @@ pub(super) struct Arbiter {
     control: OwnedFd,
     /// Bytes read from it that do not yet end a line.
     inbox: Vec<u8>,
+    /// Commands not yet written (the socket was full).
+    outbox: Vec<u8>,
     /// When `exit` was sent.
     exiting: Option<Instant>,
 }
@@ -44,9 +48,27 @@ pub(super) struct Forking {
 }
 
 impl Arbiter {
-    /// The command socket, for the master's poll.
-    pub(super) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.control.as_fd()
+    /// The command socket, for the master's poll, and whether commands
+    /// wait to be written.
+    pub(super) fn fd(&self) -> (std::os::fd::BorrowedFd<'_>, bool) {
+        (self.control.as_fd(), !self.outbox.is_empty())
+    }
+
+    /// Write what the socket takes of the waiting commands.
+    fn flush(&mut self) {
+        while !self.outbox.is_empty() {
+            match nix::unistd::write(&self.control, &self.outbox) {
+                Ok(n) => {
+                    self.outbox.drain(..n);
+                }
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::EAGAIN) => return,
+                Err(e) => {
+                    tracing::debug!("arbiter commands: {e}");
+                    self.outbox.clear();
+                }
+            }
+        }
     }
 }
 
@@ -63,6 +85,7 @@ impl Master {
                     pid,
                     control,
                     inbox: Vec::new(),
+                    outbox: Vec::new(),
                     exiting: None,
                 });
                 true
@@ -75,19 +98,30 @@ impl Master {
         }
     }
 
-    /// Send one command line; a full socket (a hook that hangs) drops it
-    /// with a warning rather than block the master.
+    /// Send one command line, without blocking: what the socket does not
+    /// take now waits for the next turns (a hook that hangs fills it; past
+    /// [`OUTBOX_LIMIT`] commands are dropped with a warning).
     pub(super) fn tell_arbiter(&mut self, command: &str) {
-        let Some(arbiter) = &self.arbiter else { return };
-        let line = format!("{command}\n");
-        match nix::unistd::write(&arbiter.control, line.as_bytes()) {
-            Ok(n) if n == line.len() => {}
-            Ok(_) | Err(nix::errno::Errno::EAGAIN) => tracing::warn!(
+        let Some(arbiter) = self.arbiter.as_mut() else {
+            return;
+        };
+        if arbiter.outbox.len() + command.len() >= OUTBOX_LIMIT {
+            tracing::warn!(
                 "The arbiter (pid: {}) is not reading its commands (a server hook hangs?); \
                  dropped {command:?}",
                 arbiter.pid
-            ),
-            Err(e) => tracing::debug!("arbiter command {command:?}: {e}"),
+            );
+            return;
+        }
+        arbiter.outbox.extend_from_slice(command.as_bytes());
+        arbiter.outbox.push(b'\n');
+        arbiter.flush();
+    }
+
+    /// Write the commands still waiting (the master's loop, every turn).
+    pub(super) fn flush_arbiter(&mut self) {
+        if let Some(arbiter) = self.arbiter.as_mut() {
+            arbiter.flush();
         }
     }
 

@@ -324,6 +324,7 @@ impl Master {
             }
             self.drain_reports();
             self.read_arbiter();
+            self.flush_arbiter();
             self.serve_endpoints();
             self.reap();
             self.adopt_forked();
@@ -376,7 +377,13 @@ impl Master {
             fds.push(PollFd::new(up.ready.as_fd(), PollFlags::POLLIN));
         }
         if let Some(arbiter) = &self.arbiter {
-            fds.push(PollFd::new(arbiter.fd(), PollFlags::POLLIN));
+            let (fd, writing) = arbiter.fd();
+            let flags = if writing {
+                PollFlags::POLLIN | PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
+            };
+            fds.push(PollFd::new(fd, flags));
         }
         for (fd, writing) in self.endpoints.fds() {
             let flags = if writing {
