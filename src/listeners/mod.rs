@@ -272,6 +272,19 @@ fn adopt_fd(fd: RawFd) -> Result<Listener, ListenError> {
     Listener::adopt(socket)
 }
 
+/// Which of the addresses `host` resolved to a `-b HOST:PORT` binds, as
+/// Gunicorn does: a name (`localhost`) over IPv4, as Python's AF_INET
+/// socket resolves it; only an IPv6 literal (`[::1]`) over IPv6. A name
+/// with no IPv4 address takes its first.
+fn bind_address(host: &str, addrs: &[std::net::SocketAddr]) -> Option<std::net::SocketAddr> {
+    let literal_v6 = host.parse::<std::net::Ipv6Addr>().is_ok();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv6() == literal_v6)
+        .or(addrs.first())
+        .copied()
+}
+
 /// Bind one address ferrocorn listens on itself (a `-b` entry, or the
 /// metrics or control socket's).
 ///
@@ -281,14 +294,15 @@ pub fn bind(b: &Bind, options: &BindOptions) -> Result<Listener, ListenError> {
         Bind::Fd(fd) => adopt_fd(*fd),
         Bind::Tcp { host, port } => {
             let what = format!("{host}:{port}");
-            let addr = (host.as_str(), *port)
+            let addrs: Vec<std::net::SocketAddr> = (host.as_str(), *port)
                 .to_socket_addrs()
                 .map_err(|e| ListenError::Bind {
                     what: what.clone(),
                     source: e,
                 })?
-                .next()
-                .ok_or_else(|| ListenError::Resolve(what.clone()))?;
+                .collect();
+            let addr =
+                bind_address(host, &addrs).ok_or_else(|| ListenError::Resolve(what.clone()))?;
             let err = |source| ListenError::Bind {
                 what: what.clone(),
                 source,
@@ -360,6 +374,17 @@ fn bind_unix(path: &Path, options: &BindOptions) -> Result<Listener, ListenError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_name_binds_ipv4_and_only_an_ipv6_literal_binds_ipv6() {
+        let v6: std::net::SocketAddr = "[::1]:8080".parse().unwrap();
+        let v4: std::net::SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        // glibc lists ::1 first for localhost when /etc/hosts names both.
+        assert_eq!(bind_address("localhost", &[v6, v4]), Some(v4));
+        assert_eq!(bind_address("::1", &[v6]), Some(v6));
+        assert_eq!(bind_address("v6only.example", &[v6]), Some(v6));
+        assert_eq!(bind_address("nothing.example", &[]), None);
+    }
 
     #[test]
     fn stale_unix_socket_is_replaced_and_live_one_refused() {
