@@ -239,6 +239,19 @@ deploy_4() {
 }
 
 # ------------------------------------------------------------ 5. runit
+# sv_under_load COMMAND DESC_INFLIGHT DESC_AGAIN: `sv COMMAND app` with four
+# slow requests in flight; they all get 200, then a new master serves.
+sv_under_load() {
+  local old; old=$(cat /var/run/gunicorn.pid)
+  slow_requests 4 http://127.0.0.1:8050/slow "$TMP/sv-$1"
+  sleep 0.5
+  run sv "$1" app
+  wait
+  echo "    in flight across sv $1: $(statuses "$TMP/sv-$1")"
+  check "$2" all_200 "$TMP/sv-$1"
+  check "$3" wait_for 20 sh -c "[ \"\$(cat /var/run/gunicorn.pid 2>/dev/null)\" != $old ] && curl -sf -o /dev/null http://127.0.0.1:8050/"
+}
+
 deploy_5() {
   step "5. runit: /etc/sv/app/run as the Gunicorn docs write it"
   if run make_venv /opt/app/venv; then pass "5 venv with ferrocorn"
@@ -255,22 +268,8 @@ deploy_5() {
   check "5 run exec'd ferrocorn: runsv's child is the master, its pid in --pid" \
     sh -c "sv status app | grep -q '(pid $pid)' && ps -o args= -p $pid | grep -q 'ferrocorn: master'"
 
-  slow_requests 4 http://127.0.0.1:8050/slow "$TMP/sv-restart"
-  sleep 0.5
-  run sv restart app
-  wait
-  echo "    in flight across sv restart: $(statuses "$TMP/sv-restart")"
-  check "5 sv restart: the requests in flight all get 200" all_200 "$TMP/sv-restart"
-  check "5 ... and a new master serves" wait_for 20 sh -c "[ \"\$(cat /var/run/gunicorn.pid 2>/dev/null)\" != $pid ] && curl -sf -o /dev/null http://127.0.0.1:8050/"
-  pid=$(cat /var/run/gunicorn.pid)
-
-  slow_requests 4 http://127.0.0.1:8050/slow "$TMP/sv-term"
-  sleep 0.5
-  run sv term app
-  wait
-  echo "    in flight across sv term: $(statuses "$TMP/sv-term")"
-  check "5 sv term: the requests in flight all get 200 (graceful TERM)" all_200 "$TMP/sv-term"
-  check "5 ... and runsv starts it again" wait_for 20 sh -c "[ \"\$(cat /var/run/gunicorn.pid 2>/dev/null)\" != $pid ] && curl -sf -o /dev/null http://127.0.0.1:8050/"
+  sv_under_load restart "5 sv restart: the requests in flight all get 200" "5 ... and a new master serves"
+  sv_under_load term "5 sv term: the requests in flight all get 200 (graceful TERM)" "5 ... and runsv starts it again"
   run sv status app
 
   run sv down app
