@@ -22,13 +22,7 @@ const SYSTEMD_ONLY: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID
 /// Errors: memfd_create(2) or fork(2) failures (out of processes or
 /// memory); an interpreter that fails to start shows as the child's exit.
 pub(super) fn spawn_child(master: &Master, slots: Vec<usize>) -> std::io::Result<Pid> {
-    let listeners: Vec<RawFd> = master
-        .sockets
-        .http
-        .iter()
-        .map(|l| l.socket.as_raw_fd())
-        .collect();
-    let shared = [master.board_fd.as_raw_fd(), master.reports.1.as_raw_fd()];
+    let (listeners, shared) = served(master);
     start(
         &master.python,
         &master.settings,
@@ -37,6 +31,19 @@ pub(super) fn spawn_child(master: &Master, slots: Vec<usize>) -> std::io::Result
         slots,
         Role::Serve,
     )
+}
+
+/// What every serving child gets: the HTTP listeners, then the scoreboard
+/// and the report pipe.
+fn served(master: &Master) -> (Vec<RawFd>, [RawFd; 2]) {
+    let listeners = master
+        .sockets
+        .http
+        .iter()
+        .map(|l| l.socket.as_raw_fd())
+        .collect();
+    let shared = [master.board_fd.as_raw_fd(), master.reports.1.as_raw_fd()];
+    (listeners, shared)
 }
 
 /// Start the arbiter, the Python process that runs a `gunicorn.conf.py`'s
@@ -62,13 +69,7 @@ pub(super) fn spawn_arbiter(master: &Master) -> std::io::Result<(Pid, OwnedFd)> 
         &theirs,
         nix::fcntl::FcntlArg::F_SETFL(flags - nix::fcntl::OFlag::O_NONBLOCK),
     )?;
-    let listeners: Vec<RawFd> = master
-        .sockets
-        .http
-        .iter()
-        .map(|l| l.socket.as_raw_fd())
-        .collect();
-    let shared = [master.board_fd.as_raw_fd(), master.reports.1.as_raw_fd()];
+    let (listeners, shared) = served(master);
     let pid = start(
         &master.python,
         &master.settings,
