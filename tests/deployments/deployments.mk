@@ -3,11 +3,12 @@
 # builds the container image (nginx-light, supervisor, runit; about 2 min,
 # needs deb.debian.org once) and downloads the Python packages (PyPI).
 #
-#   make deployments-test   Django+systemd, Flask+nginx+supervisor, Zope (PasteDeploy
+#   make deployments-test   on Debian 12 (Python 3.11) and 13 (3.13): Django+systemd,
+#                           Flask+nginx+supervisor, Zope (PasteDeploy
 #                           and gunicornapp), OpenERP-style hooks, runit
 #
 # DEPLOYMENTS_CHECKS="1 4" picks deployments; DEPLOYMENTS_NO_BUILD=1 reuses
-# the newest wheel. Logs: target/deployments-test/TIMESTAMP/.
+# the newest wheel. Logs: target/deployments-test/TIMESTAMP/SUITE/.
 
 .PHONY: deployments-test
 
