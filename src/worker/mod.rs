@@ -343,7 +343,14 @@ fn worker(boot: Inherited, preloaded: Option<App>, forked: bool) -> i32 {
     tracing::info!("Booting worker with pid: {pid}");
     let app = match preloaded.map_or_else(|| load_app(&settings, &argv), Ok) {
         Ok(app) => app,
-        Err(code) => return code,
+        Err(code) => {
+            // As Gunicorn's worker, whose worker_exit runs after a failed
+            // boot too.
+            if let Some(hooks) = Hooks::installed() {
+                hooks.run("worker_exit");
+            }
+            return code;
+        }
     };
     app.post_worker_init();
     if settings.reload {

@@ -278,9 +278,6 @@ impl RequestHooks {
         head: &Head,
         scheme: &str,
     ) -> Option<Bound<'py, PyAny>> {
-        if !self.pre && !self.post {
-            return None;
-        }
         let version = match head.version {
             Version::Http10 => (1, 0),
             Version::Http11 => (1, 1),
