@@ -132,7 +132,10 @@ def load_paste(path, name, global_conf):
             global_conf=dict(global_conf) or None,
         )
     except PackageNotFoundError as e:
-        raise PasteConfigError("%s#%s: no such distribution: %s" % (path, name, e)) from None
+        # args[0] is the name on every Python (str() differs from 3.10 on).
+        missing = e.args[0] if e.args else str(e)
+        raise PasteConfigError("%s#%s: no installed distribution %r (use = egg:%s)"
+                               % (path, name, missing, missing)) from None
     except LookupError as e:
         # PasteDeploy's own "Entry point ... not found in egg ...", not an
         # app's KeyError or IndexError.

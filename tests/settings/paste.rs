@@ -39,7 +39,7 @@ fn an_unknown_egg_in_the_ini_is_one_line_and_exit_78() {
         (
             "dist",
             "[app:main]\nuse = egg:no_such_distribution#main\n",
-            "no such distribution: No package metadata was found for no_such_distribution",
+            "no installed distribution 'no_such_distribution' (use = egg:no_such_distribution)",
         ),
         (
             "entry",
