@@ -457,6 +457,35 @@ mod tests {
     }
 
     #[test]
+    fn a_paste_server_section_is_a_layer_of_settings_parsed_from_text() {
+        let layer = paste_server(
+            r#"{"file": "/srv/site.ini", "settings": {"workers": "4", "preload_app": "true",
+                "bind": ["127.0.0.1:6543", "[::1]:6543"], "proc_name": "/srv/site.ini"}}"#,
+        )
+        .unwrap();
+        assert_eq!(layer.values["workers"], Value::Integer(4));
+        assert_eq!(layer.values["preload_app"], Value::Boolean(true));
+        assert_eq!(
+            layer.values["bind"],
+            Value::Array(vec!["127.0.0.1:6543".into(), "[::1]:6543".into()])
+        );
+        assert_eq!(
+            layer.source.to_string(),
+            "the [server] section of /srv/site.ini"
+        );
+        let unknown =
+            paste_server(r#"{"file": "/srv/site.ini", "settings": {"wokers": "4"}}"#).unwrap_err();
+        assert!(
+            unknown.to_string().contains("\"wokers\"")
+                && unknown.to_string().contains("/srv/site.ini"),
+            "{unknown}"
+        );
+        let bad = paste_server(r#"{"file": "/srv/site.ini", "settings": {"workers": "many"}}"#)
+            .unwrap_err();
+        assert_eq!(bad.setting, "workers");
+    }
+
+    #[test]
     fn locations_follow_gunicorns_spelling() {
         assert!(matches!(
             Location::parse("a/gunicorn.conf.py"),
