@@ -2,7 +2,10 @@
 //! gunicorn.conf.py whose every hook records its name, side and arguments,
 //! run through one life cycle (start, a request, TTIN, TTOU, a worker
 //! killed, a request past `--timeout`, HUP, USR2, TERM) under ferrocorn and
-//! under Gunicorn 27, phase by phase; and the bad hooks that stop a start.
+//! under Gunicorn 27, phase by phase. Then what the comparison does not
+//! reach: the bad hooks that stop a start (exit 78), a hook that raises or
+//! hangs, `worker_int`, `--preload` (the zygote's `pre_fork`), and HUP's
+//! new settings in the arbiter's next generation.
 
 use std::collections::BTreeMap;
 use std::path::Path;
