@@ -307,45 +307,43 @@ pub fn locate(given: Option<&str>) -> Option<Location> {
 mod tests {
     use super::*;
 
-    struct NoPython;
-    impl PythonConfig for NoPython {
+    /// A `gunicorn.conf.py` that gives what `.0` makes, without Python.
+    struct Gives(fn() -> PythonValues);
+
+    impl PythonConfig for Gives {
         fn evaluate(
             &self,
             _: &Location,
             _: &[&str],
             _: &Interpreter,
         ) -> Result<PythonValues, String> {
-            let mut values = serde_json::Map::new();
-            values.insert("workers".into(), serde_json::json!(4));
-            values.insert("bind".into(), serde_json::json!("unix:/tmp/x.sock"));
-            values.insert("pidfile".into(), serde_json::Value::Null);
-            Ok(PythonValues {
-                values,
-                hooks: vec!["post_fork".into(), "ssl_context".into()],
-                lines: Default::default(),
-            })
+            Ok((self.0)())
         }
     }
 
-    /// A gunicorn.conf.py whose line 7 says `on_exit = 5`.
-    struct NotCallable;
-
-    impl PythonConfig for NotCallable {
-        fn evaluate(
-            &self,
-            _: &Location,
-            _: &[&str],
-            _: &Interpreter,
-        ) -> Result<PythonValues, String> {
-            let mut values = serde_json::Map::new();
-            values.insert("on_exit".into(), serde_json::json!(5));
-            Ok(PythonValues {
-                values,
-                hooks: Vec::new(),
-                lines: [("on_exit".to_string(), 7)].into(),
-            })
+    /// Settings, a hook that runs and one that means nothing here.
+    const NO_PYTHON: Gives = Gives(|| {
+        let mut values = serde_json::Map::new();
+        values.insert("workers".into(), serde_json::json!(4));
+        values.insert("bind".into(), serde_json::json!("unix:/tmp/x.sock"));
+        values.insert("pidfile".into(), serde_json::Value::Null);
+        PythonValues {
+            values,
+            hooks: vec!["post_fork".into(), "ssl_context".into()],
+            lines: Default::default(),
         }
-    }
+    });
+
+    /// Line 7 says `on_exit = 5`.
+    const NOT_CALLABLE: Gives = Gives(|| {
+        let mut values = serde_json::Map::new();
+        values.insert("on_exit".into(), serde_json::json!(5));
+        PythonValues {
+            values,
+            hooks: Vec::new(),
+            lines: [("on_exit".to_string(), 7)].into(),
+        }
+    });
 
     fn write(name: &str, text: &str) -> PathBuf {
         let path =
@@ -372,7 +370,7 @@ mod tests {
         );
         let loaded = load(
             &Location::Toml(path.clone()),
-            &NoPython,
+            &NO_PYTHON,
             &Interpreter::default(),
         )
         .unwrap();
@@ -393,7 +391,7 @@ mod tests {
         let path = write("bad", "wokers = 3\n");
         let err = load(
             &Location::Toml(path.clone()),
-            &NoPython,
+            &NO_PYTHON,
             &Interpreter::default(),
         )
         .unwrap_err();
@@ -408,7 +406,7 @@ mod tests {
         let path2 = write("type", "preload_app = \"yes\"\n");
         let err = load(
             &Location::Toml(path2.clone()),
-            &NoPython,
+            &NO_PYTHON,
             &Interpreter::default(),
         )
         .unwrap_err();
@@ -422,7 +420,7 @@ mod tests {
     fn a_python_config_gives_its_variables_and_names_its_hooks() {
         let loaded = load(
             &Location::PythonFile("/x/gunicorn.conf.py".into()),
-            &NoPython,
+            &NO_PYTHON,
             &Interpreter::default(),
         )
         .unwrap();
@@ -445,7 +443,7 @@ mod tests {
     fn a_hook_that_is_not_callable_is_an_error_naming_the_file_and_line() {
         let err = load(
             &Location::PythonFile("/x/gunicorn.conf.py".into()),
-            &NotCallable,
+            &NOT_CALLABLE,
             &Interpreter::default(),
         )
         .unwrap_err();
