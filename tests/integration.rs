@@ -279,6 +279,31 @@ fn head_has_same_headers_and_no_body() {
 }
 
 #[test]
+fn header_values_go_out_as_latin1_as_pep_3333_says() {
+    use std::io::{Read, Write};
+    let s = testapp("latin1").start();
+    let mut stream = s.addr.connect().unwrap();
+    stream
+        .write_all(b"GET /headers?form=latin1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let wanted: &[u8] = b"\r\nX-Cafe: caf\xe9\r\n";
+    assert!(
+        raw.windows(wanted.len()).any(|w| w == wanted),
+        "no latin-1 X-Cafe in {:?}",
+        String::from_utf8_lossy(&raw)
+    );
+    // A code point above U+00FF cannot be: 500, and a line that says why.
+    expect_status(&s.get("/headers?form=wide"), 500);
+    assert!(
+        s.wait_log("the value of header \"X-Wide\" is not latin-1", 5 * SEC),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
 fn app_header_lists_are_checked_before_anything_is_sent() {
     let s = testapp("headers").start();
     for form in ["tuples", "lists"] {
@@ -286,7 +311,7 @@ fn app_header_lists_are_checked_before_anything_is_sent() {
         expect_status(&r, 200);
         assert_eq!(r.header("x-form"), Some(form), "{}", r.summary());
     }
-    for form in ["inject", "badname", "bytes", "triple", "conflict"] {
+    for form in ["inject", "badname", "bytes", "triple", "conflict", "wide"] {
         let r = s.get(&format!("/headers?form={form}"));
         expect_status(&r, 500);
         assert!(

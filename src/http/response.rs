@@ -59,10 +59,19 @@ pub fn is_valid_field_name(name: &str) -> bool {
 
 /// A field value has no CR, LF, NUL or other control bytes but HTAB
 /// (RFC 9110 §5.5), so an app cannot inject a field line or split a response.
-pub fn is_valid_field_value(value: &str) -> bool {
+pub fn is_valid_field_value(value: &[u8]) -> bool {
     value
-        .bytes()
-        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        .iter()
+        .all(|&b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
+/// `text` as ISO-8859-1 bytes, as PEP 3333 encodes the header values and
+/// status of a response ("native strings" holding code points up to
+/// U+00FF); `None` if it holds a code point above U+00FF.
+pub fn latin1(text: &str) -> Option<Vec<u8>> {
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect()
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -96,11 +105,12 @@ pub struct HeadSpec<'a> {
 
 /// Append one field line, `name: value` and CRLF, to `out`; the name and
 /// value must already be valid (see [`is_valid_field_name`],
-/// [`is_valid_field_value`]).
-pub fn push_field_line(out: &mut Vec<u8>, name: &str, value: &str) {
+/// [`is_valid_field_value`]). The value is bytes: a WSGI value is latin-1
+/// encoded first ([`latin1`]).
+pub fn push_field_line(out: &mut Vec<u8>, name: &str, value: &[u8]) {
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b": ");
-    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -192,7 +202,7 @@ mod tests {
     fn head(spec: HeadSpec<'_>, fields: &[(&str, &str)]) -> String {
         let mut lines = Vec::new();
         for (name, value) in fields {
-            push_field_line(&mut lines, name, value);
+            push_field_line(&mut lines, name, value.as_bytes());
         }
         let mut out = Vec::new();
         write_head(&mut out, spec, &lines);
@@ -247,9 +257,15 @@ mod tests {
 
     #[test]
     fn injected_values_are_refused() {
-        assert!(is_valid_field_value("text/html; charset=utf-8\tx"));
-        assert!(!is_valid_field_value("a\r\nSet-Cookie: x"));
-        assert!(!is_valid_field_value("a\0"));
+        assert!(is_valid_field_value(b"text/html; charset=utf-8\tx"));
+        assert!(
+            is_valid_field_value(b"caf\xe9"),
+            "obs-text (RFC 9110 \u{a7}5.5)"
+        );
+        assert!(!is_valid_field_value(b"a\r\nSet-Cookie: x"));
+        assert!(!is_valid_field_value(b"a\0"));
+        assert_eq!(latin1("caf\u{e9}").as_deref(), Some(&b"caf\xe9"[..]));
+        assert_eq!(latin1("\u{65e5}\u{672c}"), None);
         assert!(!is_valid_field_name("X Bad"));
         assert!(!is_valid_field_name(""));
         assert!(is_valid_field_name("X-Good_1"));

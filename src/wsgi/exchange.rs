@@ -18,7 +18,7 @@ use pyo3::Python;
 use super::input::BodyReader;
 use crate::http::response::{
     Framing, HeadSpec, LAST_CHUNK, chunk_size_line, is_bodyless, is_hop_by_hop,
-    is_valid_field_name, is_valid_field_value, push_field_line, status_code, write_head,
+    is_valid_field_name, is_valid_field_value, latin1, push_field_line, status_code, write_head,
 };
 use crate::http::{Head, Limits, Version};
 use crate::net::{Stream, with_io_slices};
@@ -48,7 +48,7 @@ impl Started {
     pub(crate) fn new(status: &str, field_count: usize) -> Result<Started, String> {
         let code = status_code(status)
             .ok_or_else(|| format!("invalid status {status:?}: expected \"NNN Reason\""))?;
-        if !is_valid_field_value(status) {
+        if !is_valid_field_value(status.as_bytes()) {
             return Err(format!("invalid status {status:?}: control characters"));
         }
         Ok(Started {
@@ -68,7 +68,14 @@ impl Started {
         if !is_valid_field_name(name) {
             return Err(format!("invalid header name {name:?}"));
         }
-        if !is_valid_field_value(value) {
+        // PEP 3333: values are latin-1 "native strings", sent as latin-1.
+        let bytes = latin1(value).ok_or_else(|| {
+            format!(
+                "the value of header {name:?} is not latin-1 (PEP 3333): {value:?}; encode it \
+                 (RFC 8187, or percent-encoding) first"
+            )
+        })?;
+        if !is_valid_field_value(&bytes) {
             return Err(format!("invalid value for header {name:?}: {value:?}"));
         }
         if is_hop_by_hop(name) {
@@ -90,7 +97,7 @@ impl Started {
                 return Err("conflicting Content-Length headers".into());
             }
         }
-        push_field_line(&mut self.field_lines, name, value);
+        push_field_line(&mut self.field_lines, name, &bytes);
         Ok(())
     }
 }
@@ -262,7 +269,8 @@ impl ResponseWriter {
             .filter_map(|line| {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
                 let colon = line.iter().position(|&b| b == b':')?;
-                let text = |b: &[u8]| String::from_utf8_lossy(b.trim_ascii()).into_owned();
+                // The values are latin-1 (PEP 3333): one char per byte.
+                let text = |b: &[u8]| b.trim_ascii().iter().map(|&c| char::from(c)).collect();
                 Some((text(&line[..colon]), text(&line[colon + 1..])))
             })
             .collect()

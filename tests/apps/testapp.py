@@ -265,6 +265,10 @@ HEADER_FORMS = {
     "bytes": [(b"X-Bytes", b"1")],
     "triple": [("X-Three", "1", "2")],
     "conflict": [("Content-Length", "3"), ("Content-Length", "4")],
+    # PEP 3333: values are latin-1 native strings, sent as latin-1; a code
+    # point above U+00FF cannot be (a 500).
+    "latin1": [("Content-Type", "text/plain"), ("X-Cafe", "caf\u00e9")],
+    "wide": [("X-Wide", "\u65e5\u672c")],
     # Hop-by-hop fields are the server's: dropped, but close is honoured.
     "hop": [("Connection", "close"), ("Transfer-Encoding", "chunked"), ("Content-Length", "3")],
 }
