@@ -266,8 +266,11 @@ impl Head {
                     .bytes()
                     .position(|b| matches!(b, b'/' | b'?' | b'#'))
                     .unwrap_or(after_scheme.len());
-                let (path, query) = split_path_query(&after_scheme[path_start..]);
-                (if path.is_empty() { "/" } else { path }, query)
+                // No path is an empty path (PATH_INFO ''), as Gunicorn's
+                // urlsplit and the other reference parsers have it; only
+                // the origin-form a client makes of such a URI must say
+                // "/" (RFC 9112 §3.2.1).
+                split_path_query(&after_scheme[path_start..])
             }
             TargetForm::Asterisk => ("*", ""),
             TargetForm::Authority => ("", ""),
@@ -1380,11 +1383,11 @@ mod tests {
         assert_eq!(h.path_and_query(), ("/foo", "q=1"));
         assert_eq!(
             head(b"GET http://[::1]:8080 HTTP/1.1\r\n\r\n").path_and_query(),
-            ("/", "")
+            ("", "")
         );
         assert_eq!(
             head(b"GET https://h?x HTTP/1.1\r\n\r\n").path_and_query(),
-            ("/", "x")
+            ("", "x")
         );
         let h = head(b"OPTIONS * HTTP/1.1\r\n\r\n");
         assert_eq!(

@@ -110,6 +110,21 @@ fn a_script_name_mount_is_what_gunicorn_makes_of_it() {
 }
 
 #[test]
+fn an_absolute_form_target_gives_the_path_gunicorn_gives() {
+    started_alike_answer_alike(
+        "absolute",
+        &[],
+        &[
+            ("http://example.com?q=1", vec![]),
+            ("http://example.com", vec![]),
+            ("http://example.com/environ?a=b", vec![]),
+            ("http://example.com:8080/environ", vec![]),
+        ],
+        &["PATH_INFO", "QUERY_STRING", "RAW_URI", "SCRIPT_NAME"],
+    );
+}
+
+#[test]
 fn wsgi_url_scheme_follows_gunicorns_rules() {
     if tools_venv().is_none() {
         return;
