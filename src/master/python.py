@@ -86,26 +86,30 @@ def probe(candidates, build):
 
 def config(location, names):
     import json
-
     import os
 
     # As Gunicorn's master, which changes to --chdir and puts it first on
     # sys.path before it reads the file.
     sys.path.insert(0, os.getcwd())
+    source = location
     try:
         if location.startswith("python:"):
             import importlib
+            import importlib.util
 
-            namespace = vars(importlib.import_module(location[len("python:"):]))
-            source = getattr(namespace.get("__spec__"), "origin", None)
+            module = location[len("python:"):]
+            spec = importlib.util.find_spec(module)
+            source = spec and spec.origin
+            namespace = vars(importlib.import_module(module))
         else:
-            namespace = {"__file__": location, "__name__": "__config__"}
+            # The namespace Gunicorn runs the file in (and the arbiter: hooks.py).
+            namespace = {"__builtins__": __builtins__, "__name__": "__config__",
+                         "__file__": location, "__doc__": None, "__package__": None}
             with open(location, "rb") as f:
                 code = compile(f.read(), location, "exec")
             exec(code, namespace)
-            source = location
     except Exception as e:
-        sys.stderr.write(where_raised(e, location) + "\n")
+        sys.stderr.write(where_raised(e, source) + "\n")
         sys.exit(1)
     wanted = set(names.split(","))
     values, hooks = {}, []
@@ -126,15 +130,16 @@ def config(location, names):
     sys.stdout.write(json.dumps(result, default=plain) + "\n")
 
 
-def where_raised(e, location):
-    """One line: the configuration file's line that raised, and the error."""
+def where_raised(e, source):
+    """One line: the configuration file's line that raised (SOURCE is its
+    path), and the error."""
     import traceback
 
     if isinstance(e, SyntaxError):
         return "line %s: SyntaxError: %s" % (e.lineno, e.msg)
     line = None
     for frame in traceback.extract_tb(e.__traceback__):
-        if frame.filename == location or location.startswith("python:"):
+        if frame.filename == source:
             line = frame.lineno
     text = "%s: %s" % (type(e).__name__, e)
     return "line %s: %s" % (line, text) if line else text

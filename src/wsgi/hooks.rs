@@ -105,10 +105,10 @@ impl Hooks {
                 }
             }
         })?;
-        let _ = INSTALLED.set(hooks);
         INSTALLED
-            .get()
-            .ok_or_else(|| "server hooks: installed twice".to_string())
+            .set(hooks)
+            .map_err(|_| "server hooks: loaded twice in one process".to_string())?;
+        Ok(INSTALLED.get().expect("set just above"))
     }
 
     /// This process's hooks: the arbiter's, or in a worker those of the

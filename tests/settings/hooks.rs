@@ -267,7 +267,17 @@ fn a_bad_hook_stops_the_start_with_one_clear_line_and_exit_78() {
             "def on_starting(server):\n    raise RuntimeError('the database is down')\n",
             "RuntimeError: the database is down",
         ),
-        ("bad-value", "import os\n\nworkers = 'many'\n", "(in "),
+        (
+            "raises",
+            "workers = 1\n\nraise RuntimeError('no database')\n",
+            "line 3: RuntimeError: no database",
+        ),
+        // The setting, the file and the line of the assignment.
+        (
+            "bad-value",
+            "import os\n\nworkers = 'many'\n",
+            "gunicorn.conf.py, line 3)",
+        ),
         (
             "when-ready-raises",
             "def when_ready(server):\n    raise KeyError('addons_path')\n",
@@ -275,12 +285,6 @@ fn a_bad_hook_stops_the_start_with_one_clear_line_and_exit_78() {
         ),
     ];
     for (name, conf, line) in cases {
-        let line = if name == "bad-value" {
-            // The setting, the file and the line of the assignment.
-            "gunicorn.conf.py, line 3)"
-        } else {
-            line
-        };
         let mut s = with_conf(&format!("badhook-{name}"), conf).spawn();
         let status = s.wait_exit(20 * SEC);
         assert_eq!(
@@ -448,4 +452,29 @@ fn hup_gives_the_arbiters_next_generation_the_new_settings_and_environment() {
         s.log()
     );
     assert_eq!(s.get("/environ").json()["wsgi.multithread"], true);
+}
+
+#[test]
+fn a_python_module_named_by_c_python_runs_its_hooks() {
+    // `-c python:MODULE`: the module is found in --chdir, as Gunicorn's
+    // master finds it; the app comes from --pythonpath.
+    let b = Server::builder("hook-module", "testapp:app");
+    let dir = b.dir().to_path_buf();
+    std::fs::write(
+        dir.join("site_hooks.py"),
+        "import os\nworkers = 1\n\
+         def post_fork(server, worker):\n    os.environ['FROM_HOOK'] = 'module %d' % worker.age\n",
+    )
+    .unwrap();
+    let s = b
+        .chdir(Some(dir))
+        .args(["-c", "python:site_hooks", "--pythonpath"])
+        .arg(apps_dir())
+        .start();
+    assert_eq!(s.get("/osenv?key=FROM_HOOK").json()["value"], "module 1");
+    assert!(
+        s.log().contains("Arbiter running python:site_hooks"),
+        "{}",
+        s.log()
+    );
 }

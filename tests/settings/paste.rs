@@ -93,8 +93,14 @@ fn pserve_runs_ferrocorn_from_the_ini_server_section() {
         format!(
             "[app:main]\npaste.app_factory = pyramid_app:main\ngreeting = %(salut)s\n\n\
              [server:main]\nuse = egg:ferrocorn#main\nhost = 127.0.0.1\nport = {port}\n\
-             workers = 2\ntimeout = 45\n"
+             workers = 2\ntimeout = 45\nconfig = %(here)s/hooks.conf.py\n"
         ),
+    )
+    .unwrap();
+    // The section's `config` names a gunicorn.conf.py, whose hooks run.
+    fs::write(
+        dir.join("hooks.conf.py"),
+        "def when_ready(server):\n    server.log.info('when_ready from the ini config')\n",
     )
     .unwrap();
     let log = dir.join("pserve.log");
@@ -126,6 +132,11 @@ fn pserve_runs_ferrocorn_from_the_ini_server_section() {
     let body = Client::connect(&addr).get("/hello").text();
     assert!(body.starts_with("bonjour from /hello"), "{body}");
     assert!(err().contains("2 worker(s)"), "{}", err());
+    assert!(
+        err().contains("when_ready from the ini config"),
+        "{}",
+        err()
+    );
     let cmdline = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     assert!(cmdline.starts_with("ferrocorn: master ["), "{cmdline:?}");
     assert!(cmdline.contains("production.ini"), "{cmdline:?}");
