@@ -12,6 +12,7 @@
 #   make sdist        target/wheels/ferrocorn-VERSION.tar.gz
 #   make wheel-test   the wheel in a fresh venv of every CPython 3.9+ here
 #   make sdist-test   pip install of the sdist (a source build) in a fresh venv
+#   make fuzz-smoke   each cargo fuzz target for a minute (make fuzz: an hour)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -117,10 +118,12 @@ sdist-test: sdist
 # Packages (.deb, .rpm) and the tests under a real systemd live in their own
 # fragments: packaging/packaging.mk (make deb, make rpm),
 # tests/systemd/systemd.mk (make systemd-test) and
-# tests/deployments/deployments.mk (make deployments-test).
+# tests/deployments/deployments.mk (make deployments-test), and the
+# fuzzers in fuzz/fuzz.mk (make fuzz-smoke, make fuzz).
 -include packaging/packaging.mk
 -include tests/systemd/systemd.mk
 -include tests/deployments/deployments.mk
+-include fuzz/fuzz.mk
 
 # The master's life cycle under load (20 HUPs, respawn latency): not part of
 # `make test`; its figures go into the closing notes.

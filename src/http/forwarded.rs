@@ -10,6 +10,8 @@
 //! set. Such names are dropped (or refused) unless a trusted proxy sends
 //! one it is declared to send.
 
+use std::borrow::Cow;
+
 use super::error::{ParseError, snippet};
 
 /// `header_map`: what becomes of a field name with `_`.
@@ -130,6 +132,18 @@ pub fn strip_script_name<'p>(path: &'p [u8], script_name: &[u8]) -> Result<&'p [
             path: snippet(path),
             script_name: snippet(script_name),
         })
+}
+
+/// `PATH_INFO` as PEP 3333 gives it, as bytes: the request path without
+/// the mount point `script_name` (empty for none), then percent-decoded
+/// (RFC 3986 §2.1: each `%HH` is the byte 0xHH; a `%` not followed by two
+/// hex digits stays as it is, as Gunicorn's `unquote_to_wsgi_str` leaves
+/// it). Borrowed when there is nothing to decode.
+///
+/// Errors: as [`strip_script_name`].
+pub fn path_info<'p>(path: &'p [u8], script_name: &[u8]) -> Result<Cow<'p, [u8]>, ParseError> {
+    let path = strip_script_name(path, script_name)?;
+    Ok(percent_encoding::percent_decode(path).into())
 }
 
 #[cfg(test)]

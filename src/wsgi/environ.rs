@@ -7,7 +7,6 @@
 //! are dropped, as Gunicorn does by default, because `X-Auth_Token` and
 //! `X-Auth-Token` would otherwise collide and one could spoof the other.
 
-use std::borrow::Cow;
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -19,7 +18,7 @@ use pyo3::types::{PyDict, PyString, PyTuple};
 use super::input::Input;
 use super::response::FileWrapper;
 use super::{Forwarding, Request};
-use crate::http::forwarded::{Forwarded, Policy, length_mask, strip_script_name};
+use crate::http::forwarded::{Forwarded, Policy, length_mask, path_info};
 use crate::http::{ParseError, Version};
 use crate::listeners::ListenAddr;
 use crate::net::Peer;
@@ -212,13 +211,10 @@ impl Base {
         // environment's, is the mount point, cut from the raw path before
         // it is percent-decoded.
         let script_name = forwarded.script_name.unwrap_or(self.script_name.as_bytes());
-        let mut path = path.as_bytes();
+        let path = path_info(path.as_bytes(), script_name).map_err(BuildError::Refused)?;
         if !script_name.is_empty() {
-            path = strip_script_name(path, script_name).map_err(BuildError::Refused)?;
             env.set_item(intern!(py, "SCRIPT_NAME"), latin1(py, script_name))?;
         }
-        // Borrowed unless the path has percent-escapes.
-        let path: Cow<'_, [u8]> = percent_encoding::percent_decode(path).into();
         env.set_item(intern!(py, "PATH_INFO"), latin1(py, &path))?;
 
         // As Gunicorn: a TCP listener names itself; behind a UNIX socket the
