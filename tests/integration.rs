@@ -468,8 +468,8 @@ fn large_bodies_read_in_bulk_after_100_continue_a_line_or_a_short_send() {
     expect_status(&r, 200);
     assert_eq!(r.json().key("len").num() as usize, data.len());
     assert_eq!(r.json().key("sha256").str(), python_sha256(&data));
-    // A client that sends less than its Content-Length and closes: the app
-    // gets what arrived (Gunicorn's rule), not an error.
+    // A client that sends less than its Content-Length and closes: the
+    // request is incomplete (RFC 9112 §8), read() raises, the answer is 400.
     let mut c = s.client();
     let sent = 100 * 1024;
     let mut partial = format!(
@@ -481,11 +481,10 @@ fn large_bodies_read_in_bulk_after_100_continue_a_line_or_a_short_send() {
     c.send(&partial);
     c.stream.shutdown_write();
     let r = c.read_response();
-    expect_status(&r, 200);
-    assert_eq!(r.json().key("len").num() as usize, sent);
-    assert_eq!(r.json().key("sha256").str(), python_sha256(&data[..sent]));
-    // A declared terabyte is not allocated up front for read(): the app
-    // gets the kilobyte that came.
+    expect_status(&r, 400);
+    assert!(r.text().contains("body was complete"), "{}", r.summary());
+    // A declared terabyte is not allocated up front for read(): the worker
+    // reads the kilobyte that came and answers 400, alive.
     let mut c = s.client();
     let mut liar = b"POST /sha256?mode=readall HTTP/1.1\r\nHost: localhost\r\n\
                      Content-Length: 1099511627776\r\n\r\n"
@@ -493,9 +492,62 @@ fn large_bodies_read_in_bulk_after_100_continue_a_line_or_a_short_send() {
     liar.extend_from_slice(&data[..1024]);
     c.send(&liar);
     c.stream.shutdown_write();
-    let r = c.read_response();
+    expect_status(&c.read_response(), 400);
+    expect_status(&s.get("/sha256"), 200);
+}
+
+/// RFC 9112 §8: a body cut short by the client's EOF makes the request
+/// incomplete; it "must not be processed as complete". `wsgi.input` raises
+/// after the bytes that arrived, and the app's own answer — even from an
+/// app that swallows the error and says 200 — never goes out: the client
+/// gets a 400 and the connection closes. Gunicorn hands the app the short
+/// body as if it were whole.
+#[test]
+fn a_body_cut_short_by_eof_is_400_and_the_apps_answer_never_goes_out() {
+    let s = testapp("short-body").start();
+    let big = upload_data(64 * 1024, 9);
+    let cases: [(&str, Vec<u8>); 3] = [
+        (
+            "5 of 10 bytes",
+            request("POST", "/ROUTE", &[("Content-Length", "10")], b"hello"),
+        ),
+        ("20 KiB of 64 KiB (read in bulk)", {
+            let mut r = request(
+                "POST",
+                "/ROUTE",
+                &[("Content-Length", &big.len().to_string())],
+                b"",
+            );
+            r.extend_from_slice(&big[..20 * 1024]);
+            r
+        }),
+        ("chunked without its last chunk", {
+            let mut r = request("POST", "/ROUTE", &[("Transfer-Encoding", "chunked")], b"");
+            r.extend_from_slice(b"5\r\nhello\r\n");
+            r
+        }),
+    ];
+    for route in ["echo", "swallow"] {
+        for (what, raw) in &cases {
+            let raw = String::from_utf8_lossy(raw).replace("/ROUTE", &format!("/{route}"));
+            let mut c = s.client();
+            c.send(raw.as_bytes());
+            c.stream.shutdown_write();
+            let r = c.read_response();
+            assert_eq!(r.status, 400, "/{route}, {what}: {}", r.summary());
+            assert!(r.header_has_token("connection", "close"), "{}", r.summary());
+            assert!(
+                !r.text().contains("swallowed"),
+                "the app's answer went out: {}",
+                r.summary()
+            );
+            assert!(c.closed_within(3 * SEC), "/{route}, {what}: left open");
+        }
+    }
+    // The complete request is served, and the worker is the same one.
+    let r = s.client().request("POST", "/swallow", &[], b"hello");
     expect_status(&r, 200);
-    assert_eq!(r.json().key("len").num() as usize, 1024);
+    assert_eq!(r.text(), "read 5 bytes\n");
 }
 
 #[test]
@@ -693,6 +745,15 @@ fn malformed_requests_get_400_and_never_reach_the_app() {
             "chunked-on-1.0",
             b"POST /record?tag=chunked-on-1.0 HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
         ),
+        // RFC 9112 §3.2: HTTP/1.1 without Host, two Hosts, an invalid Host.
+        ("no-host", b"GET /record?tag=no-host HTTP/1.1\r\nX-A: a\r\n\r\n"),
+        ("two-hosts", b"GET /record?tag=two-hosts HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"),
+        ("bad-host", b"GET /record?tag=bad-host HTTP/1.1\r\nHost: x y\r\n\r\n"),
+        ("userinfo-host", b"GET /record?tag=userinfo-host HTTP/1.1\r\nHost: u@x\r\n\r\n"),
+        // RFC 9112 §3.2.3, §3.2.4: the authority form only with CONNECT,
+        // the asterisk form only with OPTIONS.
+        ("authority-get", b"GET localhost:8000 HTTP/1.1\r\nHost: x\r\n\r\n"),
+        ("asterisk-get", b"GET * HTTP/1.1\r\nHost: x\r\n\r\n"),
     ];
     let mut failures: Vec<String> = cases
         .iter()

@@ -500,25 +500,19 @@ impl BodyDecoder {
         }
     }
 
-    /// Strictly: `Err(IncompleteBody)` unless the body is complete.
+    /// `Err(IncompleteBody)` unless the body is complete: what the peer's
+    /// EOF (a read of 0 bytes: close or half-close) before the body's end
+    /// means. RFC 9112 §8: "A message body that uses the chunked transfer
+    /// coding is incomplete if the zero-sized chunk that terminates the
+    /// encoding has not been received. A message that uses a valid
+    /// Content-Length is incomplete if the size of the message body
+    /// received (in octets) is less than the value given by
+    /// Content-Length", and an incomplete request must not be processed as
+    /// complete. Gunicorn's `LengthReader` hands the app what arrived (its
+    /// corpus case valid/099 wants that); here `wsgi.input` raises instead.
     pub fn finish(&self) -> Result<(), ParseError> {
         match self {
             BodyDecoder::Length(d) => d.finish(),
-            BodyDecoder::Chunked(d) => d.finish(),
-        }
-    }
-
-    /// What the peer's EOF (a read of 0 bytes: close or half-close) means
-    /// for this body, by Gunicorn's rules: a Content-Length body simply ends
-    /// short, `Ok(())`, and `wsgi.input` returns what arrived (Gunicorn's
-    /// `LengthReader`; the corpus case valid/099 sends 8599 of 17914 bytes
-    /// and wants the app to see those); a chunked body that has not reached
-    /// its last chunk and final CRLF is `Err(IncompleteBody)` (Gunicorn's
-    /// `NoMoreData` / `ChunkMissingTerminator`). Either way the connection
-    /// is not reused.
-    pub fn at_eof(&self) -> Result<(), ParseError> {
-        match self {
-            BodyDecoder::Length(_) => Ok(()),
             BodyDecoder::Chunked(d) => d.finish(),
         }
     }
@@ -870,14 +864,12 @@ mod tests {
         let mut d = BodyDecoder::new(BodyKind::Chunked, &limits);
         assert!(!d.decode(b"1\r\nx\r\n", &mut out, 9).unwrap().done);
         assert_eq!(d.finish(), Err(ParseError::IncompleteBody));
-        assert_eq!(d.at_eof(), Err(ParseError::IncompleteBody));
         let mut d = BodyDecoder::new(BodyKind::Length(3), &limits);
         d.decode(b"ab", &mut out, 9).unwrap();
-        assert_eq!(d.finish(), Err(ParseError::IncompleteBody));
         assert_eq!(
-            d.at_eof(),
-            Ok(()),
-            "a Content-Length body ends short at EOF"
+            d.finish(),
+            Err(ParseError::IncompleteBody),
+            "a Content-Length body cut short is incomplete (RFC 9112 §8)"
         );
         assert_eq!(out, b"abcxab");
     }

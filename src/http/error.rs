@@ -107,6 +107,15 @@ pub enum ParseError {
     /// §3.2 and §6.3).
     #[error("more than one {0} header field")]
     DuplicateField(&'static str),
+    /// An HTTP/1.1 request without a Host field (RFC 9112 §3.2: "A server
+    /// MUST respond with a 400 (Bad Request) status code to any HTTP/1.1
+    /// request message that lacks a Host header field").
+    #[error("HTTP/1.1 request without a Host header field")]
+    MissingHost,
+    /// A Host value that is not `uri-host [":" port]` (RFC 9112 §3.2, RFC
+    /// 3986 §3.2.2–§3.2.3).
+    #[error("invalid Host value \"{0}\"")]
+    InvalidHost(String),
     /// A `Content-Length` that is not 1*DIGIT fitting in 64 bits (RFC 9110
     /// §8.6; lists such as `1,2` and signs are refused).
     #[error("invalid Content-Length value \"{0}\"")]
@@ -247,6 +256,8 @@ impl ParseError {
             | ObsFold
             | InvalidFieldValue(_)
             | DuplicateField(_)
+            | MissingHost
+            | InvalidHost(_)
             | InvalidContentLength(_)
             | ContentLengthWithTransferEncoding
             | InvalidTransferEncoding(_)

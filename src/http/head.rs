@@ -595,12 +595,7 @@ fn is_uri_authority(a: &[u8]) -> bool {
         }
         None => a,
     };
-    match split_host_port(host_port) {
-        Some((host, port)) => {
-            !host.is_empty() && port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
-        }
-        None => false,
-    }
+    is_host(host_port)
 }
 
 /// RFC 9112 §3.2.3: authority-form = uri-host ":" port, no userinfo; we also
@@ -611,6 +606,17 @@ fn is_authority_form(a: &[u8]) -> bool {
             !host.is_empty() && !port.is_empty() && port.iter().all(u8::is_ascii_digit)
         }
         _ => false,
+    }
+}
+
+/// A Host value: `uri-host [":" port]` (RFC 9112 §3.2, RFC 3986 §3.2.2,
+/// §3.2.3: the port is `*DIGIT`, so `host:` is valid).
+fn is_host(value: &[u8]) -> bool {
+    match split_host_port(value) {
+        Some((host, port)) => {
+            !host.is_empty() && port.is_none_or(|p| p.iter().all(u8::is_ascii_digit))
+        }
+        None => false,
     }
 }
 
@@ -861,9 +867,13 @@ impl<'a> Framing<'a> {
         let is = |known: &str| name.eq_ignore_ascii_case(known);
         match name.len() {
             4 if is("host") => {
-                // RFC 9112 §3.2: more than one Host is 400. A missing Host
-                // on HTTP/1.1 is accepted, as Gunicorn does.
+                // RFC 9112 §3.2: more than one Host, or one whose value is
+                // not uri-host [":" port], is 400. The value may be empty
+                // (a target URI without an authority).
                 seen_once(&mut self.host, "Host")?;
+                if !value.is_empty() && !is_host(value) {
+                    return Err(ParseError::InvalidHost(snippet(value)));
+                }
             }
             6 if is("expect") => {
                 if !value.eq_ignore_ascii_case(b"100-continue") {
@@ -944,6 +954,11 @@ impl<'a> Framing<'a> {
         fields: Vec<(Span, Span)>,
         casefold_method: bool,
     ) -> Result<Head, ParseError> {
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is 400 (Gunicorn
+        // serves it; the MUST wins).
+        if self.version == Version::Http11 && !self.host {
+            return Err(ParseError::MissingHost);
+        }
         let body = if self.transfer_encoding {
             // RFC 9112 §6.3: without a final chunked the length of a request
             // cannot be known: 400, whatever Content-Length says.
@@ -1152,7 +1167,7 @@ mod tests {
 
     #[test]
     fn body_follows_the_head() {
-        let buf = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET";
+        let buf = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET";
         let (h, n) = parse(buf).unwrap().unwrap();
         assert_eq!(h.body, BodyKind::Length(5));
         assert_eq!(&buf[n..], b"helloGET");
@@ -1168,20 +1183,69 @@ mod tests {
     }
 
     #[test]
-    fn missing_host_on_http11_is_accepted() {
-        assert!(head(b"GET / HTTP/1.1\r\n\r\n").fields().len() == 0);
+    fn host_is_required_once_and_valid_on_http11() {
+        // RFC 9112 §3.2: missing on HTTP/1.1, repeated, or invalid is 400.
+        assert_eq!(err(b"GET / HTTP/1.1\r\n\r\n"), ParseError::MissingHost);
+        assert_eq!(ParseError::MissingHost.status(), 400);
+        assert_eq!(
+            err(b"GET http://h/ HTTP/1.1\r\n\r\n"),
+            ParseError::MissingHost
+        );
+        assert_eq!(head(b"GET / HTTP/1.0\r\n\r\n").fields().len(), 0);
+        for good in [
+            &b""[..],
+            b"h",
+            b"h:",
+            b"h:8000",
+            b"[::1]:80",
+            b"xn--caf-dma.example",
+            b"1.2.3.4",
+        ] {
+            let mut req = b"GET / HTTP/1.1\r\nHost: ".to_vec();
+            req.extend_from_slice(good);
+            req.extend_from_slice(b"\r\n\r\n");
+            assert!(parse(&req).unwrap().is_some(), "{}", good.escape_ascii());
+        }
+        for bad in [
+            &b"a b"[..],
+            b"h:x",
+            b"[::1",
+            b"u@h",
+            b"h/p",
+            b":80",
+            b"h:80:80",
+        ] {
+            let mut req = b"GET / HTTP/1.0\r\nHost: ".to_vec();
+            req.extend_from_slice(bad);
+            req.extend_from_slice(b"\r\n\r\n");
+            assert!(
+                matches!(err(&req), ParseError::InvalidHost(_)),
+                "{}",
+                bad.escape_ascii()
+            );
+        }
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n"),
+            ParseError::DuplicateField("Host")
+        );
     }
 
     #[test]
     fn one_leading_empty_line_is_skipped_not_two() {
-        assert_eq!(head(b"\r\nGET / HTTP/1.1\r\n\r\n").method(), "GET");
         assert_eq!(
-            err(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
+            head(b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n").method(),
+            "GET"
+        );
+        assert_eq!(
+            err(b"\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"),
             ParseError::LeadingEmptyLines
         );
         assert_eq!(parse(b"\r\n\r"), Ok(None));
         assert_eq!(err(b"\r\n\rX"), ParseError::BareCr);
-        assert_eq!(err(b"\nGET / HTTP/1.1\r\n\r\n"), ParseError::BareLf);
+        assert_eq!(
+            err(b"\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+            ParseError::BareLf
+        );
     }
 
     #[test]
@@ -1194,9 +1258,12 @@ mod tests {
         assert_eq!(err(b"GET / HTTP/1.1\r\nHost: a\r\n\n"), ParseError::BareLf);
         assert_eq!(err(b"GET / HTTP/1.1\r\nHost: a\r\n\rX"), ParseError::BareCr);
         // A bare LF fails at once, without waiting for the end of the head.
-        assert_eq!(err(b"GET / HTTP/1.1\r\nA: 1\nB: 2"), ParseError::BareLf);
+        assert_eq!(
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\nB: 2"),
+            ParseError::BareLf
+        );
         assert!(matches!(
-            err(b"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"),
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n"),
             ParseError::InvalidFieldValue(_)
         ));
     }
@@ -1208,7 +1275,8 @@ mod tests {
             ..Limits::default()
         };
         // "GET /" + k bytes + " HTTP/1.1" is a line of 14 + k bytes.
-        let req = |k: usize| format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(k)).into_bytes();
+        let req =
+            |k: usize| format!("GET /{} HTTP/1.1\r\nHost: h\r\n\r\n", "a".repeat(k)).into_bytes();
         assert!(
             parse_head(&req(6), &limits.into()).unwrap().is_some(),
             "20 bytes: at the limit"
@@ -1242,19 +1310,27 @@ mod tests {
     #[test]
     fn field_count_limit_is_431_and_fails_early() {
         let limits = Limits {
-            fields: 2,
+            fields: 3,
             ..Limits::default()
         };
         assert!(
-            parse_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\n\r\n", &limits.into())
-                .unwrap()
-                .is_some()
+            parse_head(
+                b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\n\r\n",
+                &limits.into()
+            )
+            .unwrap()
+            .is_some()
         );
-        let e = parse_head(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC", &limits.into()).unwrap_err();
-        assert_eq!(e, ParseError::TooManyFields { limit: 2 });
+        let e = parse_head(
+            b"GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC",
+            &limits.into(),
+        )
+        .unwrap_err();
+        assert_eq!(e, ParseError::TooManyFields { limit: 3 });
         assert_eq!(e.status(), 431);
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
-        for i in 0..100 {
+        // Host and 99 more: the default limit of 100.
+        let mut many = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
+        for i in 0..99 {
             many.extend_from_slice(format!("H{i}: v\r\n").as_bytes());
         }
         assert!(
@@ -1269,14 +1345,14 @@ mod tests {
             fields: 0,
             ..Limits::default()
         };
-        let mut many = b"GET / HTTP/1.1\r\n".to_vec();
+        let mut many = b"GET / HTTP/1.1\r\nHost: h\r\n".to_vec();
         for i in 0..200 {
             many.extend_from_slice(format!("H{i}: v{i}\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
         let (h, _) = parse_head(&many, &limits.into()).unwrap().unwrap();
-        assert_eq!(h.fields().len(), 200);
-        assert_eq!(h.fields().nth(199).unwrap().value, b"v199");
+        assert_eq!(h.fields().len(), 201);
+        assert_eq!(h.fields().nth(200).unwrap().value, b"v199");
     }
 
     #[test]
@@ -1287,24 +1363,30 @@ mod tests {
         };
         // "A: 12345\r\n" is 10 bytes with its CRLF: at the limit.
         assert!(
-            parse_head(b"GET / HTTP/1.1\r\nA: 12345\r\n\r\n", &limits.into())
-                .unwrap()
-                .is_some()
+            parse_head(
+                b"GET / HTTP/1.1\r\nHost: h\r\nA: 12345\r\n\r\n",
+                &limits.into()
+            )
+            .unwrap()
+            .is_some()
         );
         assert_eq!(
-            parse_head(b"GET / HTTP/1.1\r\nA: 123456\r\n\r\n", &limits.into()),
+            parse_head(
+                b"GET / HTTP/1.1\r\nHost: h\r\nA: 123456\r\n\r\n",
+                &limits.into()
+            ),
             Err(ParseError::FieldTooLarge { limit: 10 })
         );
         // Incomplete: 10 bytes without LF cannot be a line of 10 with CRLF.
         assert_eq!(
-            parse_head(b"GET / HTTP/1.1\r\nA: 12345\r", &limits.into()),
+            parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nA: 12345\r", &limits.into()),
             Ok(None)
         );
         assert_eq!(
-            parse_head(b"GET / HTTP/1.1\r\nA: 123456\r", &limits.into()),
+            parse_head(b"GET / HTTP/1.1\r\nHost: h\r\nA: 123456\r", &limits.into()),
             Err(ParseError::FieldTooLarge { limit: 10 })
         );
-        let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        let mut big = b"GET / HTTP/1.1\r\nHost: h\r\nX: ".to_vec();
         big.extend(std::iter::repeat_n(b'y', 9000));
         assert_eq!(parse(&big).unwrap_err().status(), 431);
         let unlimited = Limits {
@@ -1323,7 +1405,7 @@ mod tests {
             "M-SEARCH",
             "ABCDEFGHIJKLMNOPQRST",
         ] {
-            let buf = format!("{m} / HTTP/1.1\r\n\r\n");
+            let buf = format!("{m} / HTTP/1.1\r\nHost: h\r\n\r\n");
             assert_eq!(head(buf.as_bytes()).method(), m);
         }
         for m in [
@@ -1336,19 +1418,19 @@ mod tests {
             "ABCDEFGHIJKLMNOPQRSTU",
             "GÉT",
         ] {
-            let buf = format!("{m} / HTTP/1.1\r\n\r\n");
+            let buf = format!("{m} / HTTP/1.1\r\nHost: h\r\n\r\n");
             assert!(
                 matches!(err(buf.as_bytes()), ParseError::InvalidMethod(_)),
                 "{m}"
             );
         }
         assert!(matches!(
-            err(b"GET HTTP/1.1\r\n\r\n"),
+            err(b"GET HTTP/1.1\r\nHost: h\r\n\r\n"),
             ParseError::InvalidRequestLine(_)
         ));
-        assert_eq!(err(b"GET  / HTTP/1.1\r\n\r\n").status(), 400);
+        assert_eq!(err(b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n").status(), 400);
         assert!(matches!(
-            err(b"GET  HTTP/1.1\r\n\r\n"),
+            err(b"GET  HTTP/1.1\r\nHost: h\r\n\r\n"),
             ParseError::InvalidTarget { .. }
         ));
     }
@@ -1378,60 +1460,60 @@ mod tests {
 
     #[test]
     fn target_forms() {
-        let h = head(b"GET http://user:pw@example.com:8080/foo?q=1#f HTTP/1.1\r\n\r\n");
+        let h = head(b"GET http://user:pw@example.com:8080/foo?q=1#f HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(h.target_form(), TargetForm::Absolute);
         assert_eq!(h.path_and_query(), ("/foo", "q=1"));
         assert_eq!(
-            head(b"GET http://[::1]:8080 HTTP/1.1\r\n\r\n").path_and_query(),
+            head(b"GET http://[::1]:8080 HTTP/1.1\r\nHost: h\r\n\r\n").path_and_query(),
             ("", "")
         );
         assert_eq!(
-            head(b"GET https://h?x HTTP/1.1\r\n\r\n").path_and_query(),
+            head(b"GET https://h?x HTTP/1.1\r\nHost: h\r\n\r\n").path_and_query(),
             ("", "x")
         );
-        let h = head(b"OPTIONS * HTTP/1.1\r\n\r\n");
+        let h = head(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(
             (h.target_form(), h.path_and_query()),
             (TargetForm::Asterisk, ("*", ""))
         );
-        let h = head(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n");
+        let h = head(b"CONNECT example.com:443 HTTP/1.1\r\nHost: h\r\n\r\n");
         assert_eq!(
             (h.target_form(), h.path_and_query()),
             (TargetForm::Authority, ("", ""))
         );
         assert!(!h.keep_alive, "after CONNECT the connection is a tunnel");
         assert_eq!(
-            head(b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n").target(),
+            head(b"CONNECT [::1]:443 HTTP/1.1\r\nHost: h\r\n\r\n").target(),
             "[::1]:443"
         );
         assert_eq!(
-            head(b"GET ///x//y?a?b#c?d HTTP/1.1\r\n\r\n").path_and_query(),
+            head(b"GET ///x//y?a?b#c?d HTTP/1.1\r\nHost: h\r\n\r\n").path_and_query(),
             ("///x//y", "a?b")
         );
         assert_eq!(
-            head(b"GET /p#f?x HTTP/1.1\r\n\r\n").path_and_query(),
+            head(b"GET /p#f?x HTTP/1.1\r\nHost: h\r\n\r\n").path_and_query(),
             ("/p", "")
         );
         assert_eq!(
-            head(b"GET /with_\"quotes\" HTTP/1.1\r\n\r\n").target(),
+            head(b"GET /with_\"quotes\" HTTP/1.1\r\nHost: h\r\n\r\n").target(),
             "/with_\"quotes\""
         );
 
         for bad in [
-            &b"GET * HTTP/1.1\r\n\r\n"[..],
-            b"GET example.com:443 HTTP/1.1\r\n\r\n",
-            b"GET foo/bar HTTP/1.1\r\n\r\n",
-            b"PUT s://]ufd/: HTTP/1.1\r\n\r\n",
-            b"GET http:///nohost HTTP/1.1\r\n\r\n",
-            b"GET 1http://h/ HTTP/1.1\r\n\r\n",
-            b"GET http://h:8x/ HTTP/1.1\r\n\r\n",
-            b"GET /\xe9 HTTP/1.1\r\n\r\n",
-            b"GET /\x00 HTTP/1.1\r\n\r\n",
-            b"GET /\x7f HTTP/1.1\r\n\r\n",
-            b"CONNECT /x HTTP/1.1\r\n\r\n",
-            b"CONNECT example.com HTTP/1.1\r\n\r\n",
-            b"CONNECT u@example.com:1 HTTP/1.1\r\n\r\n",
-            b"OPTIONS ** HTTP/1.1\r\n\r\n",
+            &b"GET * HTTP/1.1\r\nHost: h\r\n\r\n"[..],
+            b"GET example.com:443 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET foo/bar HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"PUT s://]ufd/: HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http:///nohost HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET 1http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET http://h:8x/ HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /\xe9 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /\x00 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"GET /\x7f HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"CONNECT example.com HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"CONNECT u@example.com:1 HTTP/1.1\r\nHost: h\r\n\r\n",
+            b"OPTIONS ** HTTP/1.1\r\nHost: h\r\n\r\n",
         ] {
             let e = err(bad);
             assert!(
@@ -1445,50 +1527,57 @@ mod tests {
     #[test]
     fn field_syntax() {
         let h = head(
-            b"GET / HTTP/1.1\r\nX.Custom|Pipe: ok\r\nV: caf\xc3\xa9\r\nE:\r\nT:\tabc\t\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX.Custom|Pipe: ok\r\nV: caf\xc3\xa9\r\nE:\r\nT:\tabc\t\r\nHost: h\r\n\r\n",
         );
         assert_eq!(h.fields().next().unwrap().name, "X.Custom|Pipe");
         assert_eq!(h.fields().nth(1).unwrap().value, b"caf\xc3\xa9");
         assert_eq!(h.fields().nth(2).unwrap().value, b"");
         assert_eq!(h.fields().nth(3).unwrap().value, b"abc");
-        let h = head(b"GET / HTTP/1.1\r\nTransfer_Encoding: x\r\nContent_Length: -1\r\n\r\n");
+        let h = head(
+            b"GET / HTTP/1.1\r\nHost: h\r\nTransfer_Encoding: x\r\nContent_Length: -1\r\n\r\n",
+        );
         assert_eq!(
             h.fields().len(),
-            2,
+            3,
             "names with _ are returned, not framing"
         );
         assert_eq!(h.body, BodyKind::Empty);
 
         assert_eq!(
-            err(b"GET / HTTP/1.1\r\nContent-Length : 3\r\n\r\n"),
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length : 3\r\n\r\n"),
             ParseError::WhitespaceBeforeColon("Content-Length".into())
         );
         assert_eq!(
-            err(b"GET / HTTP/1.1\r\nLong: one\r\n two\r\n\r\n"),
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nLong: one\r\n two\r\n\r\n"),
             ParseError::ObsFold
         );
         assert_eq!(
-            err(b"GET / HTTP/1.1\r\n Lead: x\r\n\r\n"),
+            err(b"GET / HTTP/1.1\r\nHost: h\r\n Lead: x\r\n\r\n"),
             ParseError::ObsFold
         );
         assert!(matches!(
-            err(b"GET / HTTP/1.1\r\nba\0z: bar\r\n\r\n"),
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nba\0z: bar\r\n\r\n"),
             ParseError::InvalidFieldName(_)
         ));
         assert!(matches!(
-            err(b"GET / HTTP/1.1\r\nN\xc3\x9f: 3\r\n\r\n"),
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nN\xc3\x9f: 3\r\n\r\n"),
             ParseError::InvalidFieldName(_)
         ));
         assert!(matches!(
-            err(b"GET / HTTP/1.1\r\n: x\r\n\r\n"),
+            err(b"GET / HTTP/1.1\r\nHost: h\r\n: x\r\n\r\n"),
             ParseError::InvalidFieldName(_)
         ));
         assert!(matches!(
-            err(b"GET / HTTP/1.1\r\nNoColon\r\n\r\n"),
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nNoColon\r\n\r\n"),
             ParseError::MissingColon(_)
         ));
         for ctl in [0u8, 7, 8, 0x0b, 0x0c, 0x1f, 0x7f] {
-            let buf = [&b"GET / HTTP/1.1\r\nX-Value: a"[..], &[ctl], b"b\r\n\r\n"].concat();
+            let buf = [
+                &b"GET / HTTP/1.1\r\nHost: h\r\nX-Value: a"[..],
+                &[ctl],
+                b"b\r\n\r\n",
+            ]
+            .concat();
             assert_eq!(
                 err(&buf),
                 ParseError::InvalidFieldValue("X-Value".into()),
@@ -1504,24 +1593,24 @@ mod tests {
             ParseError::DuplicateField("Host")
         );
         assert_eq!(
-            err(b"GET / HTTP/1.1\r\nContent-Type: a\r\nContent-Type: a\r\n\r\n"),
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Type: a\r\nContent-Type: a\r\n\r\n"),
             ParseError::DuplicateField("Content-Type")
         );
         assert_eq!(
-            err(b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+            err(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
             ParseError::DuplicateField("Content-Length")
         );
     }
 
     #[test]
     fn content_length_forms() {
-        let h = head(b"POST / HTTP/1.1\r\nconTENT-Length: 0005\r\n\r\n");
+        let h = head(b"POST / HTTP/1.1\r\nHost: h\r\nconTENT-Length: 0005\r\n\r\n");
         assert_eq!(h.body, BodyKind::Length(5));
         assert_eq!(
-            head(b"GET / HTTP/1.1\r\nContent-Length: 0\r\n\r\n").body,
+            head(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n").body,
             BodyKind::Empty
         );
-        let max = b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n";
+        let max = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 18446744073709551615\r\n\r\n";
         assert_eq!(head(max).body, BodyKind::Length(u64::MAX));
         for v in [
             "-1",
@@ -1536,14 +1625,14 @@ mod tests {
             "0x1",
             "18446744073709551616",
         ] {
-            let buf = format!("POST / HTTP/1.1\r\nContent-Length: {v}\r\n\r\n");
+            let buf = format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {v}\r\n\r\n");
             assert!(
                 matches!(err(buf.as_bytes()), ParseError::InvalidContentLength(_)),
                 "{v:?}"
             );
         }
         assert_eq!(
-            err(b"POST / HTTP/1.1\r\nContent-Length: 1,2\r\n\r\n").to_string(),
+            err(b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1,2\r\n\r\n").to_string(),
             "invalid Content-Length value \"1,2\""
         );
     }
@@ -1551,7 +1640,7 @@ mod tests {
     #[test]
     fn transfer_encoding_forms() {
         let chunked = |te: &str| {
-            let buf = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {te}\r\n\r\n");
+            let buf = format!("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: {te}\r\n\r\n");
             parse(buf.as_bytes()).map(|r| r.map(|(h, _)| (h.body, h.keep_alive)))
         };
         assert_eq!(chunked("chunked"), Ok(Some((BodyKind::Chunked, true))));
@@ -1590,11 +1679,11 @@ mod tests {
         }
         // Across field lines, in order.
         let h = head(
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
         );
         assert_eq!(h.body, BodyKind::Chunked);
         assert!(matches!(
-            err(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n"),
+            err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n\r\n"),
             ParseError::InvalidTransferEncoding(_)
         ));
     }
@@ -1602,14 +1691,14 @@ mod tests {
     #[test]
     fn content_length_with_transfer_encoding_is_refused() {
         for buf in [
-            &b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 0\r\nTransfer-Encoding: \tchunked\r\n\r\n",
+            &b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\nTransfer-Encoding: \tchunked\r\n\r\n",
         ] {
             assert_eq!(err(buf), ParseError::ContentLengthWithTransferEncoding);
         }
         // identity alone does not end in chunked: 400 either way.
-        let e = err(b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n");
+        let e = err(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\nContent-Length: 5\r\n\r\n");
         assert_eq!(e.status(), 400);
     }
 
@@ -1624,14 +1713,22 @@ mod tests {
     #[test]
     fn keep_alive_rules() {
         let ka = |req: &str| head(req.as_bytes()).keep_alive;
-        assert!(ka("GET / HTTP/1.1\r\n\r\n"));
-        assert!(!ka("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
-        assert!(!ka("GET / HTTP/1.1\r\nConnection: Close\r\n\r\n"));
-        assert!(!ka("GET / HTTP/1.1\r\nConnection: Upgrade, CLOSE\r\n\r\n"));
+        assert!(ka("GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
         assert!(!ka(
-            "GET / HTTP/1.1\r\nConnection: x\r\nConnection: close\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
         ));
-        assert!(ka("GET / HTTP/1.1\r\nConnection: keep-alive\r\n\r\n"));
+        assert!(!ka(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: Close\r\n\r\n"
+        ));
+        assert!(!ka(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: Upgrade, CLOSE\r\n\r\n"
+        ));
+        assert!(!ka(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: x\r\nConnection: close\r\n\r\n"
+        ));
+        assert!(ka(
+            "GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\n\r\n"
+        ));
         assert!(!ka("GET / HTTP/1.0\r\n\r\n"));
         assert!(ka("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
         assert!(ka("GET / HTTP/1.0\r\nConnection: foo,keep-alive\r\n\r\n"));
@@ -1643,20 +1740,20 @@ mod tests {
 
     #[test]
     fn expect_rules() {
-        assert!(head(b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\n\r\n").expect_continue);
+        assert!(head(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\n\r\n").expect_continue);
         assert!(!head(b"PUT / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expect_continue);
-        let e = err(b"PUT / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n");
+        let e = err(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\n\r\n");
         assert_eq!(e, ParseError::UnsupportedExpectation("200-ok".into()));
         assert_eq!(e.status(), 417);
         assert_eq!(
-            err(b"PUT / HTTP/1.1\r\nExpect: 100-continue, x\r\n\r\n").status(),
+            err(b"PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue, x\r\n\r\n").status(),
             417
         );
     }
 
     #[test]
     fn error_messages_quote_client_bytes_safely() {
-        let e = err(b"GET / HTTP/1.1\r\nContent-Length: \xff\"x\r\n\r\n");
+        let e = err(b"GET / HTTP/1.1\r\nHost: h\r\nContent-Length: \xff\"x\r\n\r\n");
         assert_eq!(e.to_string(), "invalid Content-Length value \"\\xff\\\"x\"");
     }
 
@@ -1682,7 +1779,7 @@ mod tests {
         let seeds: &[&[u8]] = &[
             b"GET /a?b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc",
             b"\r\nPOST http://h:1/p HTTP/1.0\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\n\r\n",
-            b"OPTIONS * HTTP/1.1\r\nExpect: 100-continue\r\nA_B: \t v \r\n\r\n",
+            b"OPTIONS * HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nA_B: \t v \r\n\r\n",
         ];
         let bytes = b"\r\n \t:,;\x00\x7f\x80/aZ0*";
         let limits = Limits {

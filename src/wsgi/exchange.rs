@@ -180,10 +180,25 @@ impl Exchange {
         }
     }
 
+    /// Whether reading the request body failed (malformed, cut short by
+    /// the client's EOF, or the socket's error).
+    fn body_failed(&self) -> bool {
+        match self.input.try_lock() {
+            Ok(guard) => guard.as_ref().is_some_and(|b| b.failure.is_some()),
+            Err(_) => false,
+        }
+    }
+
     /// Send body bytes (`data`, in order, in one writev), with the head
     /// first if it is not out yet. `total` is the whole body's length when
     /// the server knows it (a one-item list), used when the app gave no
     /// Content-Length.
+    ///
+    /// Errors: the socket's; and, before the head is out, a request body
+    /// that failed: an incomplete request must not be answered as if it
+    /// were complete (RFC 9112 §8), so even an app that caught the error
+    /// from `wsgi.input` does not get its response sent (the worker
+    /// answers 400 instead).
     pub(crate) fn send(
         &self,
         py: Python<'_>,
@@ -192,6 +207,11 @@ impl Exchange {
         total: Option<u64>,
     ) -> io::Result<()> {
         let mut head = Vec::new();
+        if !w.head_sent && self.body_failed() {
+            return Err(io::Error::other(
+                "the request body failed: the app's response is not sent",
+            ));
+        }
         if !w.head_sent {
             // One allocation for a typical head (status line, Server, Date, the fields).
             head.reserve(192 + w.started.as_ref().map_or(0, |s| s.field_lines.len()));

@@ -44,10 +44,10 @@ pub(crate) enum BodyFailure {
 impl BodyFailure {
     fn to_py(&self) -> PyErr {
         match self {
+            BodyFailure::Malformed(ParseError::IncompleteBody) => PyOSError::new_err(
+                "incomplete request body: the client closed the connection before its end",
+            ),
             BodyFailure::Malformed(e) => PyOSError::new_err(format!("malformed request body: {e}")),
-            BodyFailure::Io(io::ErrorKind::UnexpectedEof) => {
-                PyOSError::new_err("client closed the connection before the body ended")
-            }
             BodyFailure::Io(kind) => PyOSError::new_err(format!("reading request body: {kind}")),
         }
     }
@@ -167,11 +167,11 @@ impl BodyReader {
         self.send_continue_if_owed(head_sent)?;
         match self.stream.read_into(&mut self.raw, READ_SIZE) {
             Ok(0) => {
-                // Gunicorn's rule: a Content-Length body cut short just ends
-                // (the app sees what arrived); a chunked one is malformed.
+                // EOF before the body's end: the request is incomplete
+                // (RFC 9112 §8), never handed to the app as if whole.
                 self.eof = true;
-                let at_eof = self.decoder.as_ref().map_or(Ok(()), BodyDecoder::at_eof);
-                at_eof.map_err(BodyFailure::Malformed)?;
+                let finished = self.decoder.as_ref().map_or(Ok(()), BodyDecoder::finish);
+                finished.map_err(BodyFailure::Malformed)?;
                 self.done = true;
                 Ok(())
             }
@@ -206,8 +206,10 @@ impl BodyReader {
 
     /// Fill `out` with the next body bytes of a Content-Length body, the
     /// socket read straight into it (no copy through our buffers). Returns
-    /// the bytes written, fewer than `out.len()` only if the client closed
-    /// the connection first (Gunicorn's rule: the app sees what arrived).
+    /// the bytes written: all of `out`.
+    ///
+    /// Errors: `IncompleteBody` when the client closes the connection
+    /// first (RFC 9112 §8), or the socket's error.
     /// Only after [`BodyReader::bulk_len`] said yes.
     fn read_exact_into(
         &mut self,
@@ -231,8 +233,9 @@ impl BodyReader {
                 let room = (out.len() - filled).min(body.length_left());
                 match body.stream.read_slice(&mut out[filled..filled + room]) {
                     Ok(0) => {
+                        // As in read_more: an incomplete body (RFC 9112 §8).
                         body.eof = true;
-                        break;
+                        return Err(BodyFailure::Malformed(ParseError::IncompleteBody));
                     }
                     Ok(n) => {
                         body.length_decoder().advance(n as u64);
@@ -241,7 +244,7 @@ impl BodyReader {
                     Err(e) => return Err(BodyFailure::Io(e.kind())),
                 }
             }
-            body.done = body.eof || body.length_left() == 0;
+            body.done = body.length_left() == 0;
             Ok(filled)
         })
     }
@@ -373,17 +376,9 @@ impl Input {
         let got = self
             .with_body(py, |body, head_sent| body.read_exact_into(buf, head_sent))?
             .map_err(|f| f.to_py())?;
-        if got == len {
-            // read_exact_into initialised all `len` bytes.
-            Ok(bytes)
-        } else {
-            // The client closed early: only the bytes that arrived (and were
-            // initialised); the object with the rest unwritten is dropped
-            // unseen.
-            // SAFETY: the first `got` bytes were written by read_exact_into.
-            let arrived = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), got) };
-            Ok(PyBytes::new(py, arrived))
-        }
+        // read_exact_into fills all of `buf` or fails.
+        debug_assert_eq!(got, len);
+        Ok(bytes)
     }
 }
 

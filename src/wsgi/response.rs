@@ -32,7 +32,8 @@ pub(crate) fn set_sendfile(on: bool) {
 pub(crate) enum Ending {
     /// The response went out in full.
     Complete,
-    /// The app failed before its head went out: the caller answers 500.
+    /// No head went out: the app failed before it (the caller answers 500),
+    /// or the request body did (400, see `Exchange::send`).
     FailedBeforeHead,
     /// The app failed mid-body, or the client went away: close the connection.
     Aborted,
@@ -272,11 +273,11 @@ fn send_iterable(
         }
         pending.push(chunk);
         if pending.len == gather && !pending.flush(py, ex, total) {
-            return Ok(Ending::Aborted);
+            return Ok(failed(ex));
         }
     }
     if !pending.flush(py, ex, total) {
-        return Ok(Ending::Aborted);
+        return Ok(failed(ex));
     }
     finish(py, ex)
 }
@@ -339,9 +340,11 @@ fn finish(py: Python<'_>, ex: &Exchange) -> PyResult<Ending> {
             "the app returned without calling start_response()",
         ));
     }
-    Ok(match ex.finish(py, &mut guard) {
+    let finished = ex.finish(py, &mut guard);
+    drop(guard);
+    Ok(match finished {
         Ok(()) => Ending::Complete,
-        Err(_) => Ending::Aborted,
+        Err(_) => failed(ex),
     })
 }
 
@@ -403,8 +406,9 @@ fn try_sendfile(
         }
         ex.finish(py, w)
     });
+    drop(guard);
     Ok(Some(match sent {
         Ok(_) => Ending::Complete,
-        Err(_) => Ending::Aborted,
+        Err(_) => failed(ex),
     }))
 }

@@ -135,6 +135,16 @@ def route_echo(environ, start_response, q):
     return [body]
 
 
+def route_swallow(environ, start_response, q):
+    """Read the body and swallow any error wsgi.input raises, then say 200:
+    for an incomplete request that answer must still never go out."""
+    try:
+        note = "read %d bytes\n" % len(_read_all(environ))
+    except OSError as e:
+        note = "swallowed: %s\n" % e
+    return _text(start_response, note)
+
+
 def route_sha256(environ, start_response, q):
     inp = environ["wsgi.input"]
     mode = q.get("mode", "read")
@@ -453,6 +463,7 @@ ROUTES = {
     "/print": route_print,
     "/hog": route_hog,
     "/exit": route_exit,
+    "/swallow": route_swallow,
     "/log": route_log,
     "/pylog": route_pylog,
     "/argv": route_argv,
