@@ -773,6 +773,26 @@ fn malformed_requests_get_400_and_never_reach_the_app() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// `--limit-request-body`: a Content-Length over it is refused with the
+/// head, chunks that add up to more when the app reads them; both 413 and
+/// the connection closed. At the limit the request is served.
+#[test]
+fn limit_request_body_gives_413() {
+    let s = testapp("413").markers().args(["--limit-request-body", "10"]).start();
+    let over = request("POST", "/record?tag=over", &[], b"0123456789X");
+    let mut chunks = request("POST", "/echo", &[("Transfer-Encoding", "chunked")], b"");
+    chunks.extend_from_slice(&chunked(&[b"01234", b"567890"]));
+    let failures: Vec<String> = [("Content-Length 11", over), ("chunks of 11 bytes", chunks)]
+        .iter()
+        .filter_map(|(name, raw)| check_rejected(&s, name, raw, 413))
+        .collect();
+    assert!(failures.is_empty(), "{failures:#?}");
+    assert!(recorded(&s).is_empty(), "the app saw {:?}", recorded(&s));
+    let r = s.client().request("POST", "/echo", &[], b"0123456789");
+    expect_status(&r, 200);
+    assert_eq!(r.body, b"0123456789");
+}
+
 #[test]
 fn overlong_request_line_gets_414() {
     // The default limit (4094 bytes) and a configured one.

@@ -181,6 +181,10 @@ pub struct ChunkedDecoder {
     name: [u8; NAME_BUF],
     /// Its length; NAME_BUF + 1 when the name is longer than the buffer.
     name_len: usize,
+    /// `limit_request_body`: most bytes of chunk data; 0 = unlimited.
+    body_limit: u64,
+    /// Chunk data announced so far, in bytes.
+    total: u64,
 }
 
 impl Default for ChunkedDecoder {
@@ -196,8 +200,10 @@ impl ChunkedDecoder {
     }
 
     /// A decoder whose trailer section obeys `limits.fields` and
-    /// `limits.field_size` (as the head does) and whose chunk-size lines may
-    /// be `limits.field_size` bytes long (8190 when that is 0), as Gunicorn.
+    /// `limits.field_size` (as the head does), whose chunk-size lines (the
+    /// chunk extensions included) may be `limits.field_size` bytes long
+    /// (8190 when that is 0), as Gunicorn, and whose chunks may add up to
+    /// `limits.body` bytes (0 = unlimited).
     pub fn with_limits(limits: &Limits) -> Self {
         let line_limit = match limits.field_size {
             0 => DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
@@ -213,6 +219,8 @@ impl ChunkedDecoder {
             trailers: 0,
             name: [0; NAME_BUF],
             name_len: 0,
+            body_limit: limits.body,
+            total: 0,
         }
     }
 
@@ -365,7 +373,16 @@ impl ChunkedDecoder {
             | ExtQuotedPair | ExtAfterQuoted | ExtAfterValue => return Err(ext_err()),
             SizeLf => match b {
                 b'\n' if self.size == 0 => self.line_start(TrailerStart),
-                b'\n' => Data,
+                b'\n' => {
+                    // limit_request_body, refused before the data arrives.
+                    self.total = self.total.saturating_add(self.size);
+                    if self.body_limit > 0 && self.total > self.body_limit {
+                        return Err(ParseError::BodyTooLarge {
+                            limit: self.body_limit,
+                        });
+                    }
+                    Data
+                }
                 _ => return Err(ParseError::BareCr),
             },
             // Not reached: decode() copies data itself.
@@ -798,6 +815,25 @@ mod tests {
             (e.clone(), e.status()),
             (ParseError::TrailerFieldTooLarge { limit: 10 }, 431)
         );
+    }
+
+    #[test]
+    fn limit_request_body_stops_chunks_at_the_size_line_that_passes_it() {
+        let limits = Limits {
+            body: 10,
+            ..Limits::default()
+        };
+        let run = |input: &[u8]| {
+            ChunkedDecoder::with_limits(&limits).decode(input, &mut Vec::new(), usize::MAX)
+        };
+        assert!(run(b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n").unwrap().done);
+        // Refused before the data of the chunk that passes the limit.
+        let e = run(b"5\r\nhello\r\n6\r\n").unwrap_err();
+        assert_eq!(
+            (e.clone(), e.status()),
+            (ParseError::BodyTooLarge { limit: 10 }, 413)
+        );
+        assert!(run(b"ffffffffffffffff\r\n").is_err());
     }
 
     #[test]

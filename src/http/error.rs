@@ -211,8 +211,9 @@ pub enum ParseError {
     /// (reported by the decoders' `finish`).
     #[error("connection closed before the request body was complete")]
     IncompleteBody,
-    /// The body is longer than `limit_request_body`; raised by the caller,
-    /// listed here so its status comes from [`ParseError::status`] too.
+    /// The body is longer than `limit_request_body`: its Content-Length
+    /// (refused with the head), or its chunks (at the chunk-size line that
+    /// passes the limit). RFC 9110 §15.5.14: 413.
     #[error("request body larger than {limit} bytes")]
     BodyTooLarge {
         /// The limit in force, in bytes.

@@ -63,6 +63,12 @@ pub struct Limits {
     /// counted (as Gunicorn counts it); longer is 431. 0 = unlimited.
     /// Default 8190.
     pub field_size: usize,
+    /// `limit_request_body`: most bytes in a request body, whether its
+    /// Content-Length says so (refused with the head) or its chunks add up
+    /// to more (refused at the chunk-size line that passes it); either is
+    /// 413 (RFC 9110 §15.5.14). 0 = unlimited, the default, as Gunicorn.
+    #[serde(default)]
+    pub body: u64,
 }
 
 impl Default for Limits {
@@ -71,6 +77,7 @@ impl Default for Limits {
             request_line: DEFAULT_LIMIT_REQUEST_LINE,
             fields: DEFAULT_LIMIT_REQUEST_FIELDS,
             field_size: DEFAULT_LIMIT_REQUEST_FIELD_SIZE,
+            body: 0,
         }
     }
 }
@@ -332,7 +339,7 @@ pub fn parse_head(buf: &[u8], rules: &Rules) -> Result<Option<(Head, usize)>, Pa
     let block = &buf[fields_start..end];
     let text = &buf[start..end];
     let (fields, framing) = parse_field_lines(text, block, count, line.version)?;
-    let head = framing.into_head(text, line, fields, rules.casefold_method)?;
+    let head = framing.into_head(text, line, fields, rules)?;
     Ok(Some((head, end)))
 }
 
@@ -357,7 +364,7 @@ fn parse_folded(
         version: line.version,
     };
     let (fields, framing) = parse_field_lines(&text, &text[line_len + 2..], count, line.version)?;
-    framing.into_head(&text, line, fields, rules.casefold_method)
+    framing.into_head(&text, line, fields, rules)
 }
 
 /// `head` (request line and field lines; the block starts at `block_start`)
@@ -952,7 +959,7 @@ impl<'a> Framing<'a> {
         text: &[u8],
         line: RequestLine<'_>,
         fields: Vec<(Span, Span)>,
-        casefold_method: bool,
+        rules: &Rules,
     ) -> Result<Head, ParseError> {
         // RFC 9112 §3.2: an HTTP/1.1 request without Host is 400 (Gunicorn
         // serves it; the MUST wins).
@@ -980,6 +987,11 @@ impl<'a> Framing<'a> {
         } else {
             match self.content_length {
                 None | Some(0) => BodyKind::Empty,
+                Some(n) if rules.limits.body > 0 && n > rules.limits.body => {
+                    return Err(ParseError::BodyTooLarge {
+                        limit: rules.limits.body,
+                    });
+                }
                 Some(n) => BodyKind::Length(n),
             }
         };
@@ -990,7 +1002,7 @@ impl<'a> Framing<'a> {
         let keep_alive = persistent && !self.coded && line.method != b"CONNECT";
         let (method, target) = (Span::of(text, line.method), Span::of(text, line.target));
         let mut text: Box<[u8]> = text.into();
-        if casefold_method {
+        if rules.casefold_method {
             text[method.range()].make_ascii_uppercase();
         }
         Ok(Head {
@@ -1180,6 +1192,25 @@ mod tests {
             assert_eq!(parse(&buf[..end]), Ok(None), "prefix of {end} bytes");
         }
         assert!(parse(buf).unwrap().is_some());
+    }
+
+    #[test]
+    fn limit_request_body_refuses_a_larger_content_length_with_the_head() {
+        let rules: Rules = Limits {
+            body: 10,
+            ..Limits::default()
+        }
+        .into();
+        let req = |n: u64| format!("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: {n}\r\n\r\n");
+        let (h, _) = parse_head(req(10).as_bytes(), &rules).unwrap().unwrap();
+        assert_eq!(h.body, BodyKind::Length(10));
+        let e = parse_head(req(11).as_bytes(), &rules).unwrap_err();
+        assert_eq!(
+            (e.clone(), e.status()),
+            (ParseError::BodyTooLarge { limit: 10 }, 413)
+        );
+        // 0, the default, is unlimited.
+        assert!(parse(req(u64::MAX).as_bytes()).unwrap().is_some());
     }
 
     #[test]
@@ -1786,6 +1817,7 @@ mod tests {
             request_line: 40,
             fields: 3,
             field_size: 30,
+            body: 0,
         };
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for round in 0..3000 {
