@@ -260,7 +260,7 @@ impl Slot {
     }
 
     /// The entry of app thread `i` (`i < MAX_THREADS`).
-    pub fn thread(&self, i: usize) -> &ThreadSlot {
+    pub fn thread(&'static self, i: usize) -> &'static ThreadSlot {
         &self.threads[i]
     }
 
@@ -348,6 +348,40 @@ impl ThreadSlot {
         self.busy_since.store(0, Ordering::Release);
     }
 
+    /// Make this the entry of the calling thread's requests, which
+    /// [`client_wait`] takes off the clock.
+    pub fn enter(&'static self) {
+        CURRENT.set(Some(self));
+    }
+}
+
+thread_local! {
+    /// The entry of the request the calling thread runs (see [`ThreadSlot::enter`]).
+    static CURRENT: std::cell::Cell<Option<&'static ThreadSlot>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Run `f`, a wait for the client (a socket read or write that would
+/// block), off the clock of the calling thread's request: `--timeout`
+/// measures the app, not a client slower than it (those waits are bounded
+/// by the stall limit and `min_send_rate` themselves). The master sees
+/// the thread idle meanwhile; afterwards its clock goes on from where it
+/// stopped.
+pub fn client_wait<R>(f: impl FnOnce() -> R) -> R {
+    let Some(slot) = CURRENT.get() else {
+        return f();
+    };
+    let since = slot.busy_since.swap(0, Ordering::AcqRel);
+    let paused = now_ms();
+    let result = f();
+    if since != 0 {
+        let resumed = since.saturating_add(now_ms().saturating_sub(paused));
+        slot.busy_since.store(resumed.max(1), Ordering::Release);
+    }
+    result
+}
+
+impl ThreadSlot {
     fn request(&self) -> String {
         let bytes: Vec<u8> = self
             .request

@@ -89,6 +89,14 @@ pub struct Settings {
     pub max_worker_memory: Option<u64>,
     /// How long a request may run (and a client may stall); `None` = unlimited.
     pub timeout: Option<Duration>,
+    /// `header_timeout`: how long a client gets to send a complete head.
+    pub header_timeout: Duration,
+    /// `min_send_rate`: slowest a client may read a response, bytes per
+    /// second; 0 = no limit.
+    pub min_send_rate: u64,
+    /// `write_budget`: bytes of response bodies a worker holds for slow
+    /// readers.
+    pub write_budget: u64,
     /// Time in-flight requests get after TERM.
     pub graceful_timeout: Duration,
     /// Idle keep-alive time.
@@ -630,6 +638,12 @@ impl Settings {
             max_requests_jitter: r.number("max_requests_jitter")?,
             max_worker_memory: Some(r.number::<u64>("max_worker_memory")? << 20).filter(|&b| b > 0),
             timeout: (timeout > 0).then(|| Duration::from_secs(timeout as u64)),
+            header_timeout: match r.number::<u64>("header_timeout")? {
+                0 => Duration::from_secs(if timeout > 0 { timeout as u64 } else { 30 }),
+                n => Duration::from_secs(n),
+            },
+            min_send_rate: r.number("min_send_rate")?,
+            write_budget: r.number::<u64>("write_budget")? << 20,
             graceful_timeout: Duration::from_secs(r.number("graceful_timeout")?),
             keepalive: Duration::from_secs(r.number("keepalive")?),
             rules: Rules {
@@ -637,6 +651,7 @@ impl Settings {
                     request_line,
                     fields,
                     field_size: r.number("limit_request_field_size")?,
+                    body: r.number("limit_request_body")?,
                 },
                 obsolete_folding: r.flag("permit_obsolete_folding"),
                 unconventional_method: r.flag("permit_unconventional_http_method"),

@@ -230,7 +230,13 @@ pub static SETTINGS: &[Setting] = &[
     setting!("max_worker_memory", "Worker Processes", ["--max-worker-memory"], "MIB", K::Int, D::Int(0), None, Yes, S::Own,
         "Restart a worker gracefully once its resident memory passes this many MiB; 0 = never."),
     setting!("timeout", "Worker Processes", ["-t", "--timeout"], "INT", K::Int, D::Int(30), None, Yes, S::Yes,
-        "Seconds one request may run before its worker is aborted (every thread's traceback logged) and replaced, in every worker class; also how long a client may take to send a head or stall mid-request; 0 = no limit."),
+        "Seconds one request may run before its worker is aborted (every thread's traceback logged) and replaced, in every worker class (time spent waiting for the client to send or read is not counted); also how long a client may stall mid-request; 0 = no limit."),
+    setting!("header_timeout", "Worker Processes", ["--header-timeout"], "INT", K::Int, D::Int(10), None, Yes, S::Own,
+        "Seconds a client gets to send a complete request head, from its connection or its previous request (shortened while the worker is at --worker-connections); 0 = --timeout's (30 when that is 0)."),
+    setting!("min_send_rate", "Worker Processes", ["--min-send-rate"], "INT", K::Int, D::Int(1024), None, Yes, S::Own,
+        "Slowest a client may read a response, in bytes per second over each 30 s it keeps the worker waiting; a slower one is cut and logged (the app's close() still runs); 0 = no limit."),
+    setting!("write_budget", "Worker Processes", ["--write-budget"], "MIB", K::Int, D::Int(64), None, Yes, S::Own,
+        "MiB of response bodies a worker holds for clients that read slower than the app wrote (the I/O thread finishes them, the app thread moves on); over it, the clients that went longest without reading are cut."),
     setting!("graceful_timeout", "Worker Processes", ["--graceful-timeout"], "INT", K::Int, D::Int(30), None, Yes, S::Yes,
         "Seconds in-flight requests get to finish after TERM (or a reload) before their worker is killed."),
     setting!("keepalive", "Worker Processes", ["--keep-alive"], "INT", K::Int, D::Int(2), None, Yes, S::Yes,
@@ -246,6 +252,9 @@ pub static SETTINGS: &[Setting] = &[
         "Most header field lines in a request (at most 32768); more is answered 431."),
     setting!("limit_request_field_size", "Security", ["--limit-request-field_size", "--limit-request-field-size"], "INT", K::Int, D::Int(8190), None, Yes, S::Yes,
         "Most bytes in one header field line (0 = unlimited); longer is answered 431."),
+
+    setting!("limit_request_body", "Security", ["--limit-request-body"], "INT", K::Int, D::Int(0), None, Yes, S::Own,
+        "Most bytes in a request body, by its Content-Length or its chunks; more is answered 413. 0 = unlimited, as Gunicorn."),
 
     // --- Server Mechanics -----------------------------------------------
     setting!("preload_app", "Server Mechanics", ["--preload"], "", K::Bool, D::Bool(false), None, Restart, S::Yes,

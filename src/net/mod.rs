@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use serde::{Deserialize, Serialize};
 
-pub use stream::{Stream, with_io_slices};
+pub use stream::{SendPace, Stream, with_io_slices};
 
 /// The client end of a connection.
 #[derive(Debug, Clone)]

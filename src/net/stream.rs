@@ -10,7 +10,7 @@
 use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -125,28 +125,68 @@ impl Stream {
         Ok(())
     }
 
+    /// Write every byte of `slices` like [`Stream::write_all_slices`], and
+    /// also give up on a client that reads slower than `pace` allows.
+    ///
+    /// Errors: as [`Stream::write_all_vectored`]; `TimedOut` also when
+    /// `pace` finds the client too slow.
+    pub fn write_all_paced(
+        &self,
+        mut slices: &mut [IoSlice<'_>],
+        pace: &mut SendPace,
+    ) -> io::Result<()> {
+        let mut last_progress = Instant::now();
+        loop {
+            let before = io_len(slices);
+            let done = self.write_now(&mut slices)?;
+            let written = before - io_len(slices);
+            pace.sent(written as u64);
+            if done {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if written > 0 {
+                last_progress = now;
+            }
+            pace.check(now)?;
+            if self.stall.is_some_and(|stall| now - last_progress >= stall) {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "client stalled longer than the timeout",
+                ));
+            }
+            // Wake at least once a second to apply both limits.
+            let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLOUT)];
+            match crate::scoreboard::client_wait(|| poll(&mut fds, PollTimeout::from(1000u16))) {
+                Ok(_) | Err(Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// Write all of `buf`.
     pub fn write_all(&self, buf: &[u8]) -> io::Result<()> {
         self.write_all_vectored(&[buf])
     }
 
-    /// Send `len` bytes of `file` from `offset` with sendfile(2), without
-    /// copying them through user space.
-    ///
-    /// Returns the bytes sent, less than `len` only if the file ended first.
-    pub fn sendfile(&self, file: BorrowedFd<'_>, mut offset: i64, len: u64) -> io::Result<u64> {
-        let mut sent = 0u64;
-        while sent < len {
-            let chunk = (len - sent).min(1 << 30) as usize;
-            match nix::sys::sendfile::sendfile64(&self.sock, file, Some(&mut offset), chunk) {
-                Ok(0) => break,
-                Ok(n) => sent += n as u64,
-                Err(Errno::EAGAIN) => self.wait(PollFlags::POLLOUT)?,
+    /// Send up to `len` bytes of `file` from `*offset` with sendfile(2),
+    /// without waiting, advancing `*offset`. Returns the bytes sent (0: the
+    /// file ended), or `None` when the socket takes nothing now.
+    pub fn sendfile_now(
+        &self,
+        file: BorrowedFd<'_>,
+        offset: &mut i64,
+        len: u64,
+    ) -> io::Result<Option<usize>> {
+        let chunk = len.min(1 << 30) as usize;
+        loop {
+            match nix::sys::sendfile::sendfile64(&self.sock, file, Some(offset), chunk) {
+                Ok(n) => return Ok(Some(n)),
+                Err(Errno::EAGAIN) => return Ok(None),
                 Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        Ok(sent)
     }
 
     /// Shut down both directions, so a peer blocked on us sees EOF now.
@@ -161,7 +201,7 @@ impl Stream {
         };
         let mut fds = [PollFd::new(self.sock.as_fd(), events)];
         loop {
-            match poll(&mut fds, timeout) {
+            match crate::scoreboard::client_wait(|| poll(&mut fds, timeout)) {
                 Ok(0) => {
                     return Err(io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -173,6 +213,77 @@ impl Stream {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+}
+
+/// Bytes in `slices`.
+fn io_len(slices: &[IoSlice<'_>]) -> usize {
+    slices.iter().map(|s| s.len()).sum()
+}
+
+/// `min_send_rate`: how slowly a client may read a response. Bytes are
+/// counted over windows of [`SendPace::WINDOW`], the first one starting
+/// when the client first makes the server wait (a response the socket
+/// takes at once is never judged); a window that ends with fewer than
+/// `min × 30` bytes read fails the client.
+#[derive(Debug, Clone, Copy)]
+pub struct SendPace {
+    /// Bytes per second; 0 = no limit.
+    min: u64,
+    /// When the current window began; `None` before the first wait.
+    window: Option<Instant>,
+    /// Bytes sent in the current window.
+    in_window: u64,
+}
+
+impl SendPace {
+    /// The window the rate is averaged over.
+    pub const WINDOW: Duration = Duration::from_secs(30);
+
+    /// A pace of at least `min` bytes per second (0 = any pace).
+    pub fn new(min: u64) -> SendPace {
+        SendPace {
+            min,
+            window: None,
+            in_window: 0,
+        }
+    }
+
+    /// Count `n` more bytes sent.
+    pub fn sent(&mut self, n: u64) {
+        self.in_window = self.in_window.saturating_add(n);
+    }
+
+    /// Judge the client at `now`, while it makes the server wait.
+    ///
+    /// Errors: `TimedOut`, naming the rate, when a whole window went by
+    /// with fewer than `min × 30` bytes read.
+    pub fn check(&mut self, now: Instant) -> io::Result<()> {
+        if self.min == 0 {
+            return Ok(());
+        }
+        let Some(start) = self.window else {
+            self.window = Some(now);
+            self.in_window = 0;
+            return Ok(());
+        };
+        if now - start < Self::WINDOW {
+            return Ok(());
+        }
+        if self.in_window < self.min * Self::WINDOW.as_secs() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "client read {} bytes in {} s, below min_send_rate ({} bytes/s)",
+                    self.in_window,
+                    Self::WINDOW.as_secs(),
+                    self.min
+                ),
+            ));
+        }
+        self.window = Some(now);
+        self.in_window = 0;
+        Ok(())
     }
 }
 
@@ -196,5 +307,39 @@ pub fn with_io_slices<R>(bufs: &[&[u8]], f: impl FnOnce(&mut [IoSlice<'_>]) -> R
             .map(|b| IoSlice::new(b))
             .collect();
         f(&mut slices)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pace_judges_whole_windows_from_the_first_wait() {
+        let t0 = Instant::now();
+        let mut pace = SendPace::new(1024);
+        // Bytes sent before the first wait do not count.
+        pace.sent(1 << 30);
+        pace.check(t0).unwrap();
+        pace.sent(1024 * 29);
+        pace.check(t0 + Duration::from_secs(29)).unwrap();
+        // 29 KiB in 30 s is below 1 KiB/s.
+        let e = pace.check(t0 + SendPace::WINDOW).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(
+            e.to_string().contains("min_send_rate (1024 bytes/s)"),
+            "{e}"
+        );
+
+        let mut pace = SendPace::new(1024);
+        pace.check(t0).unwrap();
+        pace.sent(30 * 1024);
+        pace.check(t0 + SendPace::WINDOW).unwrap();
+        // A new window: a stall after a fast start is judged on its own.
+        pace.check(t0 + 2 * SendPace::WINDOW).unwrap_err();
+
+        let mut unlimited = SendPace::new(0);
+        unlimited.check(t0).unwrap();
+        unlimited.check(t0 + 10 * SendPace::WINDOW).unwrap();
     }
 }

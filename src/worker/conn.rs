@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::http::proxy::{Accept, ProxyHeader, parse_proxy_header};
 use crate::http::{Head, ParseError, Rules, error_response, parse_head};
@@ -16,7 +16,7 @@ use crate::listeners::ListenAddr;
 use crate::logging::access;
 use crate::net::{AllowList, Peer, Stream};
 use crate::scoreboard::{Slot, ThreadSlot};
-use crate::wsgi::{App, Request};
+use crate::wsgi::{App, Captured, Request, Tail};
 
 /// An open client connection.
 #[derive(Debug)]
@@ -39,6 +39,34 @@ pub(crate) struct Conn {
     pub deadline: Instant,
     /// No request has been taken from it yet (just accepted).
     pub fresh: bool,
+    /// A response the I/O thread is writing, the client slower than the app.
+    pub writing: Option<Box<Writing>>,
+}
+
+/// A response handed to the I/O thread (its [`Tail`]), and what is due
+/// once it is out: the access log line and the scoreboard's count.
+#[derive(Debug)]
+pub(crate) struct Writing {
+    pub tail: Tail,
+    head: Head,
+    started: Instant,
+    status: Option<u16>,
+    /// Body bytes, the tail's included.
+    sent: u64,
+    captured: Captured,
+    /// The connection may carry another request after it.
+    pub keep_alive: bool,
+}
+
+/// What the connection does after `serve`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Wait for the next request.
+    Read,
+    /// The I/O thread writes the rest of a response (`Conn::writing`).
+    Write,
+    /// Close it.
+    Close,
 }
 
 /// What `serve` needs besides the connection; shared by all threads of a worker.
@@ -52,6 +80,8 @@ pub(crate) struct ServeCtx {
     pub stopping: AtomicBool,
     /// This worker's scoreboard slot: busy threads and requests served.
     pub slot: &'static Slot,
+    /// `min_send_rate`, bytes per second (0 = no limit).
+    pub min_send_rate: u64,
 }
 
 impl Conn {
@@ -59,7 +89,7 @@ impl Conn {
     /// has served at least one, holds no partial one, and no bytes of a
     /// next one wait in the kernel (closing over unread bytes sends a RST).
     pub fn is_idle(&self) -> bool {
-        if self.fresh || !self.buf.is_empty() {
+        if self.fresh || !self.buf.is_empty() || self.writing.is_some() {
             return false;
         }
         !self.has_unread_bytes()
@@ -123,10 +153,17 @@ impl Conn {
 }
 
 /// Serve `head` and every complete request already buffered after it, on
-/// the app thread whose scoreboard entry is `thread`. Returns whether the
-/// connection stays open, waiting for more bytes.
-pub(crate) fn serve(ctx: &ServeCtx, thread: &ThreadSlot, conn: &mut Conn, mut head: Head) -> bool {
+/// the app thread whose scoreboard entry is `thread`, until one leaves the
+/// rest of its response to the I/O thread ([`Next::Write`], the tail in
+/// `conn.writing`) or the connection must close.
+pub(crate) fn serve(
+    ctx: &ServeCtx,
+    thread: &'static ThreadSlot,
+    conn: &mut Conn,
+    mut head: Head,
+) -> Next {
     conn.fresh = false;
+    thread.enter();
     loop {
         let started = Instant::now();
         ctx.slot.request_started();
@@ -141,34 +178,86 @@ pub(crate) fn serve(ctx: &ServeCtx, thread: &ThreadSlot, conn: &mut Conn, mut he
             server: &ctx.listen_addrs[conn.listener],
             limits: &ctx.rules.limits,
             may_keep_alive: !ctx.stopping.load(Ordering::Relaxed),
+            min_send_rate: ctx.min_send_rate,
         });
         thread.finish();
-        let took = started.elapsed();
-        ctx.slot.request_finished(outcome.status, took);
-        if let Some(statsd) = crate::logging::statsd::get() {
-            statsd.request(outcome.status, took);
-        }
-        if access::enabled() {
-            access::log(&access::Entry {
-                head: &head,
-                peer: &conn.peer,
+        conn.buf = outcome.buf;
+        if let Some(tail) = outcome.tail {
+            conn.writing = Some(Box::new(Writing {
+                tail,
+                head,
+                started,
                 status: outcome.status,
                 sent: outcome.sent,
-                duration: took,
-                captured: &outcome.captured,
-            });
+                captured: outcome.captured,
+                keep_alive: outcome.keep_alive,
+            }));
+            return Next::Write;
         }
+        let took = started.elapsed();
+        record(
+            ctx,
+            &head,
+            &conn.peer,
+            outcome.status,
+            outcome.sent,
+            took,
+            &outcome.captured,
+        );
         if !outcome.keep_alive {
-            return false;
+            return Next::Close;
         }
-        conn.buf = outcome.buf;
         match conn.next_head(&ctx.rules) {
             Ok(Some(next)) => head = next,
-            Ok(None) => return true,
+            Ok(None) => return Next::Read,
             Err(e) => {
                 conn.reject(&e);
-                return false;
+                return Next::Close;
             }
         }
+    }
+}
+
+/// A request is over: count it on the scoreboard and in StatsD, and log it.
+fn record(
+    ctx: &ServeCtx,
+    head: &Head,
+    peer: &Peer,
+    status: Option<u16>,
+    sent: u64,
+    took: Duration,
+    captured: &Captured,
+) {
+    ctx.slot.request_finished(status, took);
+    if let Some(statsd) = crate::logging::statsd::get() {
+        statsd.request(status, took);
+    }
+    if access::enabled() {
+        access::log(&access::Entry {
+            head,
+            peer,
+            status,
+            sent,
+            duration: took,
+            captured,
+        });
+    }
+}
+
+impl Writing {
+    /// The tail is out (`unsent` 0) or was cut (`unsent` bytes short): the
+    /// request is over.
+    pub fn finish(self, ctx: &ServeCtx, peer: &Peer) {
+        let sent = self.sent.saturating_sub(self.tail.unsent());
+        let took = self.started.elapsed();
+        record(
+            ctx,
+            &self.head,
+            peer,
+            self.status,
+            sent,
+            took,
+            &self.captured,
+        );
     }
 }

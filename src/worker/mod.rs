@@ -37,7 +37,7 @@ use crate::net::{Peer, Stream};
 use crate::scoreboard::{Slot, State as SlotState};
 use crate::signals::SignalPipe;
 use crate::wsgi::{App, AppError, AppSource, AppSpec, Forked, Forwarding, Hooks, PythonLogging};
-use conn::{Conn, ServeCtx, serve};
+use conn::{Conn, Next, ServeCtx, serve};
 use pool::{Job, Pool, Returned};
 
 /// Signals a worker acts on; the rest keep their default disposition.
@@ -56,6 +56,12 @@ const SIGNALS: [Signal; 8] = [
 const READ_SIZE: usize = 16 * 1024;
 /// How often idle and slow connections are checked against their deadlines.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// With three quarters of `worker_connections` open, the most time a
+/// connection gets to complete a request head (`header_timeout` otherwise).
+const PRESSED_HEAD_TIMEOUT: Duration = Duration::from_secs(2);
+/// Over `write_budget`, a response whose client took nothing for this long
+/// is cut to make room.
+const STALLED: Duration = Duration::from_secs(1);
 
 const TOKEN_SIGNAL: u64 = 0;
 const TOKEN_WAKE: u64 = 1;
@@ -391,6 +397,23 @@ fn jitter(jitter: u64) -> u64 {
     (seed ^ (seed >> 31)) % (jitter + 1)
 }
 
+/// Raise this process's soft limit on open files (RLIMIT_NOFILE) towards
+/// its hard limit, enough for `worker_connections` and the app's own
+/// files: a systemd service starts with a soft limit of 1024 (its hard
+/// limit is 524288), too few for the default 1000 connections. The Go
+/// runtime does the same.
+fn raise_nofile(worker_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let want = worker_connections as u64 + 1024;
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < want {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, want.min(hard), hard) {
+                tracing::debug!("cannot raise RLIMIT_NOFILE to {want}: {e}");
+            }
+        }
+    }
+}
+
 /// This process's resident set size in bytes (`/proc/self/statm`, field 2 × page size).
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
@@ -427,6 +450,12 @@ struct EventLoop {
     /// `proxy_allow_ips`: who may send one.
     proxy_allow: AllowList,
     timeouts: Timeouts,
+    /// Three quarters of `worker_connections` were open at the last sweep.
+    pressed: bool,
+    /// Out of descriptors: not accepting until the next sweep.
+    accept_paused: bool,
+    /// `write_budget`: bytes of the app's response bodies the tails may hold.
+    write_budget: u64,
     stall: Option<Duration>,
     /// `--capture-output`: stdout and stderr follow the error log file.
     capture_output: bool,
@@ -465,6 +494,7 @@ impl EventLoop {
         slot: &'static Slot,
         report: OwnedFd,
     ) -> std::io::Result<EventLoop> {
+        raise_nofile(settings.worker_connections);
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
             signals.fd(),
@@ -476,6 +506,7 @@ impl EventLoop {
             listen_addrs: listeners.iter().map(|l| l.addr.clone()).collect(),
             stopping: false.into(),
             slot,
+            min_send_rate: settings.min_send_rate,
         });
         let pool = if settings.threads > 1 {
             let pool = Pool::start(settings.threads, Arc::clone(&ctx))?;
@@ -508,8 +539,11 @@ impl EventLoop {
             proxy_allow: settings.proxy.proxy_allow.clone(),
             timeouts: Timeouts {
                 keepalive: settings.keepalive,
-                head: settings.timeout.unwrap_or(Duration::from_secs(30)),
+                head: settings.header_timeout,
             },
+            pressed: false,
+            accept_paused: false,
+            write_budget: settings.write_budget,
             stall: settings.timeout,
             capture_output: settings.capture_output,
             stop_deadline: None,
@@ -557,13 +591,15 @@ impl EventLoop {
                 match ev.data() {
                     TOKEN_SIGNAL => {}
                     TOKEN_WAKE => self.on_returns(),
-                    t if t >= TOKEN_CONN => self.on_readable((t - TOKEN_CONN) as usize),
+                    t if t >= TOKEN_CONN => self.on_ready((t - TOKEN_CONN) as usize),
                     t => self.on_acceptable((t - TOKEN_LISTENER) as usize),
                 }
             }
             self.sweep();
             self.check_recycling();
         }
+        // Tails release the app's objects with the GIL: before Python ends.
+        self.conns.clear();
         // With requests still running at the deadline, just go: their
         // threads hold Python state and cannot be waited for.
         if self.busy == 0 {
@@ -676,19 +712,50 @@ impl EventLoop {
         Ok(())
     }
 
-    /// Accept while the worker has room: an app thread free, connections under the limit.
+    /// Accept while the worker has room: an app thread free, and
+    /// connections under the limit or one that may make room for another
+    /// ([`EventLoop::victim`]).
     fn update_accepting(&mut self) {
-        let room = self.busy < self.threads && self.conns.len() < self.worker_connections;
+        let room = !self.accept_paused
+            && self.busy < self.threads
+            && (self.conns.len() < self.worker_connections || self.victim().is_some());
         let _ = self.set_accepting(room);
     }
 
-    fn conn_flags(&self) -> EpollFlags {
+    /// At `worker_connections`, the connection to close for a new one: an
+    /// idle keep-alive connection (the cheapest to lose), else the one
+    /// that has waited longest for a complete head. Never one with a
+    /// response in flight, or bytes waiting unread (perhaps a whole
+    /// request): a client whose request is complete is not dropped for a
+    /// slow one.
+    fn victim(&self) -> Option<usize> {
+        let mut waiting: Vec<(bool, Instant, usize)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.writing.is_none())
+            .map(|(k, c)| (c.fresh || !c.buf.is_empty(), c.deadline, k))
+            .collect();
+        waiting.sort_unstable();
+        waiting
+            .into_iter()
+            .map(|(_, _, k)| k)
+            .find(|&k| !self.conns[k].has_unread_bytes())
+    }
+
+    /// What a connection waits for: bytes of a request, or room for the
+    /// rest of a response.
+    fn interest(&self, conn: &Conn) -> EpollFlags {
+        let ready = if conn.writing.is_some() {
+            EpollFlags::EPOLLOUT
+        } else {
+            EpollFlags::EPOLLIN
+        };
         // Threaded: a connection handed to an app thread must not wake us,
         // so interest is one-shot and re-armed when it comes back.
         if self.pool.is_some() {
-            EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT
+            ready | EpollFlags::EPOLLONESHOT
         } else {
-            EpollFlags::EPOLLIN
+            ready
         }
     }
 
@@ -711,6 +778,19 @@ impl EventLoop {
         let (socket, addr) = match listener.socket.accept() {
             Ok(pair) => pair,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                // Out of descriptors: make room as at worker_connections,
+                // or stop accepting until the next sweep (the listener
+                // would stay readable and spin the loop).
+                if let Some(victim) = self.victim() {
+                    self.conns.remove(victim);
+                    return true;
+                }
+                tracing::warn!("accept: {e}; not accepting for {SWEEP_INTERVAL:?}");
+                self.accept_paused = true;
+                let _ = self.set_accepting(false);
+                return false;
+            }
             Err(e) => {
                 tracing::debug!("accept failed: {e}");
                 return false;
@@ -733,14 +813,96 @@ impl EventLoop {
             listener: index,
             deadline: Instant::now() + self.timeouts.head,
             fresh: true,
+            writing: None,
         };
-        let flags = self.conn_flags();
+        if self.conns.len() >= self.worker_connections {
+            // Accepting at the limit means a victim was there to make room.
+            let Some(victim) = self.victim() else {
+                return true;
+            };
+            tracing::debug!(
+                "at worker_connections ({}): closed {} to make room",
+                self.worker_connections,
+                self.conns[victim].peer
+            );
+            self.conns.remove(victim);
+        }
+        let flags = self.interest(&conn);
         let entry = self.conns.vacant_entry();
         let ev = EpollEvent::new(flags, TOKEN_CONN + entry.key() as u64);
         if self.epoll.add(conn.stream.fd(), ev).is_ok() {
             entry.insert(conn);
         }
         true
+    }
+
+    fn on_ready(&mut self, key: usize) {
+        match self.conns.get(key) {
+            Some(conn) if conn.writing.is_some() => self.on_writable(key),
+            Some(_) => self.on_readable(key),
+            None => {}
+        }
+    }
+
+    /// Write what the client takes of a tail; once it is out, the request
+    /// is over and the connection waits for (or has) the next one.
+    fn on_writable(&mut self, key: usize) {
+        let conn = &mut self.conns[key];
+        let Some(writing) = conn.writing.as_mut() else {
+            return;
+        };
+        match writing.tail.write() {
+            Ok(false) => return self.rearm(key),
+            Ok(true) => {}
+            Err(e) => {
+                tracing::debug!("writing a response to {}: {e}", conn.peer);
+                return self.cut(key);
+            }
+        }
+        let writing = *conn.writing.take().expect("checked");
+        let keep_alive = writing.keep_alive;
+        writing.finish(&self.ctx, &conn.peer);
+        if !keep_alive {
+            return self.close(key);
+        }
+        conn.deadline = Instant::now() + self.timeouts.idle(conn);
+        // A pipelined request may be buffered already.
+        match conn.next_head(&self.ctx.rules) {
+            Ok(Some(head)) => {
+                // Inline, the interest must leave EPOLLOUT (level-triggered);
+                // threaded, the one-shot interest fired and stays disarmed
+                // while an app thread has the connection.
+                if self.pool.is_none() {
+                    self.watch(key);
+                }
+                self.dispatch(key, head);
+            }
+            Ok(None) => self.watch(key),
+            Err(e) => {
+                conn.reject(&e);
+                self.close(key);
+            }
+        }
+    }
+
+    /// Give up on a response being written (the request ends short).
+    fn cut(&mut self, key: usize) {
+        if let Some(mut conn) = self.conns.try_remove(key) {
+            if let Some(writing) = conn.writing.take() {
+                writing.finish(&self.ctx, &conn.peer);
+            }
+        }
+        self.update_accepting();
+    }
+
+    /// Point the epoll interest of connection `key` at what it now waits for.
+    fn watch(&mut self, key: usize) {
+        if let Some(conn) = self.conns.get(key) {
+            let mut ev = EpollEvent::new(self.interest(conn), TOKEN_CONN + key as u64);
+            if self.epoll.modify(conn.stream.fd(), &mut ev).is_err() {
+                self.close(key);
+            }
+        }
     }
 
     fn on_readable(&mut self, key: usize) {
@@ -787,10 +949,13 @@ impl EventLoop {
         }
         let conn = &mut self.conns[key];
         // Inline, the I/O thread is app thread 0.
-        if serve(&self.ctx, self.ctx.slot.thread(0), conn, head) {
-            conn.deadline = Instant::now() + self.timeouts.idle(conn);
-        } else {
-            self.close(key);
+        match serve(&self.ctx, self.ctx.slot.thread(0), conn, head) {
+            Next::Read => conn.deadline = Instant::now() + self.timeouts.idle(conn),
+            Next::Write => {
+                self.watch(key);
+                self.within_budget();
+            }
+            Next::Close => self.close(key),
         }
     }
 
@@ -800,12 +965,12 @@ impl EventLoop {
         let returned: Vec<Returned> = pool.returns.try_iter().collect();
         for r in returned {
             self.busy -= 1;
-            if let Returned::Idle(mut conn) = r {
+            if let Returned::Open(mut conn) = r {
                 if self.stop_deadline.is_some() && conn.is_idle() {
                     continue;
                 }
                 conn.deadline = Instant::now() + self.timeouts.idle(&conn);
-                let flags = self.conn_flags();
+                let flags = self.interest(&conn);
                 let entry = self.conns.vacant_entry();
                 let mut ev = EpollEvent::new(flags, TOKEN_CONN + entry.key() as u64);
                 if self.epoll.modify(conn.stream.fd(), &mut ev).is_ok() {
@@ -813,18 +978,15 @@ impl EventLoop {
                 }
             }
         }
+        self.within_budget();
         self.update_accepting();
     }
 
+    /// Re-arm a one-shot interest (threaded); level-triggered interest
+    /// (inline) needs nothing.
     fn rearm(&mut self, key: usize) {
-        if self.pool.is_none() {
-            return;
-        }
-        if let Some(conn) = self.conns.get(key) {
-            let mut ev = EpollEvent::new(self.conn_flags(), TOKEN_CONN + key as u64);
-            if self.epoll.modify(conn.stream.fd(), &mut ev).is_err() {
-                self.close(key);
-            }
+        if self.pool.is_some() {
+            self.watch(key);
         }
     }
 
@@ -841,14 +1003,97 @@ impl EventLoop {
             return;
         }
         self.next_sweep = now + SWEEP_INTERVAL;
+        if std::mem::take(&mut self.accept_paused) {
+            self.update_accepting();
+        }
         let before = self.conns.len();
+        // A client too slow to read its response is cut (min_send_rate, or
+        // no progress for --timeout).
+        let stall = self.stall;
+        let mut too_slow = Vec::new();
+        for (key, conn) in &mut self.conns {
+            if let Some(w) = conn.writing.as_mut() {
+                if let Err(e) = w.tail.check(now, stall) {
+                    tracing::info!("Cut the response to {}: {e}", conn.peer);
+                    too_slow.push(key);
+                }
+            }
+        }
+        for key in too_slow {
+            self.cut(key);
+        }
+        self.within_budget();
+        // Under connection pressure, a connection gets PRESSED_HEAD_TIMEOUT
+        // at most to complete its head (or its next one): slow heads make
+        // room sooner.
+        let pressed = self.conns.len() * 4 >= self.worker_connections * 3;
+        if pressed && !self.pressed {
+            tracing::warn!(
+                "{} of worker_connections ({}) open: connections get {} s to send a complete head",
+                self.conns.len(),
+                self.worker_connections,
+                PRESSED_HEAD_TIMEOUT.as_secs()
+            );
+        }
+        self.pressed = pressed;
+        if pressed {
+            let soon = now + PRESSED_HEAD_TIMEOUT;
+            for (_, c) in &mut self.conns {
+                c.deadline = c.deadline.min(soon);
+            }
+        }
         // Bytes we have not read yet arrived while this thread was busy (an
         // inline request): the client was not slow, we were; they are read
         // on the next turn, and the deadline applies again after that.
         self.conns
-            .retain(|_, c| c.deadline > now || c.has_unread_bytes());
+            .retain(|_, c| c.writing.is_some() || c.deadline > now || c.has_unread_bytes());
         if self.conns.len() != before {
             self.update_accepting();
+        }
+    }
+
+    /// `write_budget`: while the tails hold more of the app's bytes than
+    /// the budget, cut those whose client has taken nothing for
+    /// [`STALLED`], longest first; past twice the budget, cut by that
+    /// order whatever the wait, until back under it. A client that reads
+    /// is cut last.
+    fn within_budget(&mut self) {
+        let held = |conns: &Slab<Conn>| -> u64 {
+            conns
+                .iter()
+                .filter_map(|(_, c)| c.writing.as_ref())
+                .map(|w| w.tail.held())
+                .sum()
+        };
+        let mut total = held(&self.conns);
+        if total <= self.write_budget {
+            return;
+        }
+        let mut order: Vec<(Instant, usize, u64)> = self
+            .conns
+            .iter()
+            .filter_map(|(k, c)| {
+                let w = c.writing.as_ref()?;
+                Some((w.tail.last_progress(), k, w.tail.held()))
+            })
+            .collect();
+        order.sort_unstable();
+        let now = Instant::now();
+        for (last_progress, key, bytes) in order {
+            let hard = total > 2 * self.write_budget;
+            if total <= self.write_budget || (!hard && now - last_progress < STALLED) {
+                break;
+            }
+            tracing::info!(
+                "Cut the response to {}: the client took nothing for {:.1} s while the worker \
+                 held {} MiB for slow clients (write_budget {} MiB)",
+                self.conns[key].peer,
+                (now - last_progress).as_secs_f64(),
+                total >> 20,
+                self.write_budget >> 20
+            );
+            total -= bytes;
+            self.cut(key);
         }
     }
 }

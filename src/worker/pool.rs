@@ -1,6 +1,7 @@
 //! App threads for `--threads N > 1`: each takes a connection with a parsed
 //! head from the I/O thread, serves it (and any pipelined requests behind
-//! it) and hands the connection back for the next keep-alive wait.
+//! it) and hands the connection back for the next keep-alive wait, or for
+//! the I/O thread to write the rest of a response to a slow client.
 //!
 //! Invariant: every job produces exactly one `Returned` message, so the I/O
 //! thread's count of busy threads stays exact; each message is followed by
@@ -12,7 +13,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender};
 use nix::sys::eventfd::EventFd;
 
-use super::conn::{Conn, ServeCtx, serve};
+use super::conn::{Conn, Next, ServeCtx, serve};
 use crate::http::Head;
 use crate::wsgi::App;
 
@@ -26,8 +27,9 @@ pub(crate) struct Job {
 /// What an app thread hands back when a job is done.
 #[derive(Debug)]
 pub(crate) enum Returned {
-    /// Kept alive: wait for its next request.
-    Idle(Conn),
+    /// Kept open: wait for its next request, or write the rest of a
+    /// response (`Conn::writing`).
+    Open(Conn),
     /// Closed.
     Closed,
 }
@@ -97,10 +99,9 @@ fn app_thread(
 ) {
     let thread = ctx.slot.thread(index);
     for Job { mut conn, head } in jobs {
-        let returned = if serve(ctx, thread, &mut conn, head) {
-            Returned::Idle(conn)
-        } else {
-            Returned::Closed
+        let returned = match serve(ctx, thread, &mut conn, head) {
+            Next::Read | Next::Write => Returned::Open(conn),
+            Next::Close => Returned::Closed,
         };
         let _ = done.send(returned);
         let _ = wake.write(1);

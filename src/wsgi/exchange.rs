@@ -13,15 +13,18 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use pyo3::Python;
+use pyo3::{Bound, Python};
+
+use pyo3::types::{PyBytes, PyBytesMethods};
 
 use super::input::BodyReader;
+use super::tail::Tail;
 use crate::http::response::{
     Framing, HeadSpec, LAST_CHUNK, chunk_size_line, is_bodyless, is_hop_by_hop,
     is_valid_field_name, is_valid_field_value, latin1, push_field_line, status_code, write_head,
 };
 use crate::http::{Head, Limits, Version};
-use crate::net::{Stream, with_io_slices};
+use crate::net::{SendPace, Stream, with_io_slices};
 
 /// Body pieces written with one writev at most (more are split).
 pub(crate) const MAX_PIECES: usize = 8;
@@ -120,6 +123,14 @@ pub(crate) struct ResponseWriter {
     broken: bool,
     /// Set by `finish`: the connection may carry another request.
     reusable: bool,
+    /// `min_send_rate`, bytes per second (0 = no limit).
+    min_send_rate: u64,
+    /// How fast the client reads while the app thread waits for it.
+    pace: SendPace,
+    /// What the socket did not take of a whole body, for the I/O thread.
+    pub(crate) tail: Option<Tail>,
+    /// Why the response was cut: the client read too slowly.
+    pub(crate) cut: Option<String>,
 }
 
 /// The exchange shared with Python.
@@ -138,6 +149,7 @@ impl Exchange {
         stream: Arc<Stream>,
         raw: Vec<u8>,
         may_keep_alive: bool,
+        min_send_rate: u64,
     ) -> Self {
         Exchange {
             input: Mutex::new(Some(BodyReader::new(
@@ -159,6 +171,10 @@ impl Exchange {
                 sent: 0,
                 broken: false,
                 reusable: false,
+                min_send_rate,
+                pace: SendPace::new(min_send_rate),
+                tail: None,
+                cut: None,
             }),
             head_sent: AtomicBool::new(false),
         }
@@ -206,26 +222,124 @@ impl Exchange {
         data: &[&[u8]],
         total: Option<u64>,
     ) -> io::Result<()> {
-        let mut head = Vec::new();
-        if !w.head_sent && self.body_failed() {
-            return Err(io::Error::other(
-                "the request body failed: the app's response is not sent",
-            ));
-        }
-        if !w.head_sent {
-            // One allocation for a typical head (status line, Server, Date, the fields).
-            head.reserve(192 + w.started.as_ref().map_or(0, |s| s.field_lines.len()));
-            let awaiting = self.awaiting_continue();
-            w.build_head(&mut head, total, awaiting);
-            w.head_sent = true;
-            self.head_sent.store(true, Ordering::Release);
-        }
+        let head = self.head_if_due(w, total)?;
         if data.is_empty() {
             return w.write_body(py, &head, &[]);
         }
         for (i, pieces) in data.chunks(MAX_PIECES).enumerate() {
             w.write_body(py, if i == 0 { &head } else { &[] }, pieces)?;
         }
+        Ok(())
+    }
+
+    /// The response head if it is not out yet (empty if it is), its
+    /// framing now fixed; `total` as for [`Exchange::send`].
+    ///
+    /// Errors: a request body that failed, as for [`Exchange::send`].
+    fn head_if_due(&self, w: &mut ResponseWriter, total: Option<u64>) -> io::Result<Vec<u8>> {
+        let mut head = Vec::new();
+        if w.head_sent {
+            return Ok(head);
+        }
+        if self.body_failed() {
+            return Err(io::Error::other(
+                "the request body failed: the app's response is not sent",
+            ));
+        }
+        // One allocation for a typical head (status line, Server, Date, the fields).
+        head.reserve(192 + w.started.as_ref().map_or(0, |s| s.field_lines.len()));
+        let awaiting = self.awaiting_continue();
+        w.build_head(&mut head, total, awaiting);
+        w.head_sent = true;
+        self.head_sent.store(true, Ordering::Release);
+        Ok(head)
+    }
+
+    /// Send a whole body whose items all exist (a list or tuple of
+    /// `bytes`), and complete the response: the head if due, the items
+    /// framed (one chunk for all of them), the last chunk if chunked — in
+    /// one writev when the socket takes it all. What it does not take at
+    /// once becomes the writer's [`Tail`], holding the app's objects (no
+    /// copy) for the I/O thread to write, so the app thread is free.
+    /// `total` as for [`Exchange::send`].
+    ///
+    /// Errors: as [`Exchange::send`].
+    pub(crate) fn send_whole(
+        &self,
+        w: &mut ResponseWriter,
+        items: &[Bound<'_, PyBytes>],
+        total: Option<u64>,
+    ) -> io::Result<()> {
+        let head = self.head_if_due(w, total)?;
+        let len: usize = items.iter().map(|i| i.as_bytes().len()).sum();
+        let size_line;
+        // The wire, in order, each part with the object it lies in.
+        let mut parts: Vec<(&[u8], Option<&Bound<'_, PyBytes>>)> =
+            Vec::with_capacity(items.len() + 4);
+        parts.push((&head, None));
+        match w.framing {
+            Framing::NoBody => {}
+            Framing::Length(declared) => {
+                // Never more than declared (see write_body).
+                let mut room = declared.saturating_sub(w.sent).min(len as u64) as usize;
+                w.sent += room as u64;
+                for item in items {
+                    let take = room.min(item.as_bytes().len());
+                    parts.push((&item.as_bytes()[..take], Some(item)));
+                    room -= take;
+                }
+            }
+            Framing::Chunked => {
+                w.sent += len as u64;
+                if len > 0 {
+                    size_line = chunk_size_line(len);
+                    parts.push((&size_line, None));
+                    parts.extend(items.iter().map(|i| (i.as_bytes(), Some(i))));
+                    parts.push((b"\r\n", None));
+                }
+                parts.push((LAST_CHUNK, None));
+            }
+            Framing::Close => {
+                w.sent += len as u64;
+                parts.extend(items.iter().map(|i| (i.as_bytes(), Some(i))));
+            }
+        }
+        let complete = match w.framing {
+            Framing::Length(n) => w.sent == n,
+            _ => true,
+        };
+        w.reusable = w.keep_alive && complete;
+        let Some(stream) = w.stream.clone() else {
+            return Err(io::Error::other("response written after its request ended"));
+        };
+        let bufs: Vec<&[u8]> = parts.iter().map(|(b, _)| *b).collect();
+        let wrote = with_io_slices(&bufs, |mut slices| {
+            let before: usize = slices.iter().map(|s| s.len()).sum();
+            let all = stream.write_now(&mut slices)?;
+            Ok::<_, io::Error>((all, before - slices.iter().map(|s| s.len()).sum::<usize>()))
+        });
+        let (all, mut written) = match wrote {
+            Ok(r) => r,
+            Err(e) => {
+                w.broken = true;
+                w.reusable = false;
+                return Err(e);
+            }
+        };
+        if all {
+            return Ok(());
+        }
+        // What is left, from the first part not fully written.
+        let mut rest = Vec::with_capacity(parts.len());
+        for (bytes, obj) in parts {
+            if written >= bytes.len() {
+                written -= bytes.len();
+                continue;
+            }
+            rest.push((&bytes[written..], obj));
+            written = 0;
+        }
+        w.tail = Some(Tail::new(stream, &rest, w.min_send_rate));
         Ok(())
     }
 
@@ -309,6 +423,11 @@ impl ResponseWriter {
     /// The socket, while the request lasts (for sendfile).
     pub(crate) fn stream(&self) -> Option<&Arc<Stream>> {
         self.stream.as_ref()
+    }
+
+    /// `min_send_rate`, bytes per second (0 = no limit).
+    pub(crate) fn min_send_rate(&self) -> u64 {
+        self.min_send_rate
     }
 
     /// Account for body bytes sent around `write_body` (by sendfile).
@@ -413,13 +532,17 @@ impl ResponseWriter {
         let Some(stream) = &self.stream else {
             return Err(io::Error::other("response written after its request ended"));
         };
+        let pace = &mut self.pace;
         let result = with_io_slices(bufs, |mut slices| match stream.write_now(&mut slices) {
             Ok(true) => Ok(()),
-            Ok(false) => py.detach(|| stream.write_all_slices(slices)),
+            Ok(false) => py.detach(|| stream.write_all_paced(slices, pace)),
             Err(e) => Err(e),
         });
-        if result.is_err() {
+        if let Err(e) = &result {
             self.broken = true;
+            if e.kind() == io::ErrorKind::TimedOut {
+                self.cut = Some(e.to_string());
+            }
         }
         result
     }

@@ -11,6 +11,7 @@ pub mod hooks;
 mod input;
 pub mod module;
 mod response;
+mod tail;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use exchange::Exchange;
 pub use hooks::{Hooks, HooksSpec};
 use input::{BodyFailure, Input};
 use response::Ending;
+pub use tail::Tail;
 
 /// Bytes of unread request body the worker reads and discards to keep a
 /// connection alive; a larger remainder closes the connection instead.
@@ -158,6 +160,9 @@ pub struct Request<'a> {
     pub limits: &'a Limits,
     /// False while the worker is stopping: answer with `Connection: close`.
     pub may_keep_alive: bool,
+    /// `min_send_rate`: slowest a client may read the response, bytes per
+    /// second (0 = no limit).
+    pub min_send_rate: u64,
 }
 
 /// How a request ended, for the connection and the access log.
@@ -173,6 +178,10 @@ pub struct Outcome {
     pub sent: u64,
     /// What the access log asked for.
     pub captured: Captured,
+    /// The rest of the response, when the client did not take it at once:
+    /// the I/O thread writes it (then the connection carries on as
+    /// `keep_alive` says). `sent` counts its body bytes already.
+    pub tail: Option<Tail>,
 }
 
 /// Fork the process with `os.fork()`, which runs CPython's before- and
@@ -402,6 +411,7 @@ impl App {
             Arc::clone(stream),
             raw,
             req.may_keep_alive,
+            req.min_send_rate,
         ));
         let mut captured = Captured::default();
         let mut refused = None;
@@ -495,6 +505,10 @@ impl App {
                 .map(|name| w.response_field(name))
                 .collect();
         }
+        let tail = w.tail.take();
+        if let Some(why) = w.cut.take() {
+            tracing::info!("Cut the response to {}: {why}", req.peer);
+        }
         w.detach();
         let mut buf = Vec::new();
         if let (true, Some(b)) = (keep_alive, body.as_mut()) {
@@ -510,6 +524,7 @@ impl App {
             status,
             sent,
             captured,
+            tail,
         }
     }
 

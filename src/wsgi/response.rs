@@ -16,7 +16,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple, PyType};
 
-use super::exchange::{Exchange, MAX_PIECES, ResponseWriter, Started};
+use super::exchange::{Exchange, ResponseWriter, Started};
+use super::tail::Tail;
 
 /// Whether `wsgi.file_wrapper` files go out with sendfile(2) (Gunicorn's
 /// `sendfile`, on unless `--no-sendfile`); set once when the app loads.
@@ -207,8 +208,14 @@ pub(crate) fn run(
     // lookup, which on Python 3.11 builds and drops an AttributeError.
     let plain =
         iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>();
+    // A tail that sends a file wrapper's file calls its close() when done.
+    let tail_closes = || {
+        let w = ex.output.lock().unwrap_or_else(|p| p.into_inner());
+        w.tail.as_ref().is_some_and(Tail::closes_iterable)
+    };
     let close_err = match (plain, || iterable.getattr_opt(pyo3::intern!(py, "close"))) {
         (true, _) => None,
+        (false, _) if tail_closes() => None,
         (false, lookup) => match lookup() {
             Ok(Some(close)) => close.call0().err(),
             Ok(None) => None,
@@ -238,77 +245,61 @@ fn send_iterable(
 ) -> PyResult<Ending> {
     if let Ok(wrapper) = iterable.cast::<FileWrapper>() {
         if SENDFILE.load(Ordering::Relaxed) {
-            if let Some(ending) = try_sendfile(py, &wrapper.borrow(), ex)? {
+            if let Some(ending) = try_sendfile(py, wrapper, ex)? {
                 return Ok(ending);
             }
         }
     }
     // PEP 3333 lets the server compute Content-Length for a one-item list.
     let total = one_item_length(iterable);
-    // The items of a list or tuple exist already, so sending several in one
-    // writev delays none of them (PEP 3333, "Buffering and Streaming"); a
-    // generator's item goes out before the next is asked for.
-    let gather = if items_exist(py, iterable) {
-        MAX_PIECES
-    } else {
-        1
-    };
-    let mut pending = Pending::default();
+    // The items of a list or tuple exist already: sending them together
+    // delays none of them (PEP 3333, "Buffering and Streaming"), and what
+    // the client does not take at once is left to the I/O thread.
+    if items_exist(py, iterable) {
+        let items = iterable
+            .try_iter()?
+            .map(|item| bytes_item(&item?))
+            .collect::<PyResult<Vec<_>>>()?;
+        let items: Vec<_> = items
+            .into_iter()
+            .filter(|b| !b.as_bytes().is_empty())
+            .collect();
+        let mut guard = ex.output.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.started.is_none() {
+            return Err(PyRuntimeError::new_err(
+                "the app returned without calling start_response()",
+            ));
+        }
+        let sent = ex.send_whole(&mut guard, &items, total);
+        drop(guard);
+        return Ok(match sent {
+            Ok(()) => Ending::Complete,
+            Err(_) => failed(ex),
+        });
+    }
+    // A generator's item goes out before the next is asked for.
     for item in iterable.try_iter()? {
-        let item = item?;
-        let chunk = match item.cast::<PyBytes>() {
-            Ok(chunk) => chunk.clone(),
-            Err(_) => {
-                pending.flush(py, ex, total);
-                return Err(PyTypeError::new_err(format!(
-                    "the response iterable must yield bytes, not {}",
-                    item.get_type()
-                        .name()
-                        .map_or_else(|_| "?".into(), |n| n.to_string())
-                )));
-            }
-        };
+        let chunk = bytes_item(&item?)?;
         if chunk.as_bytes().is_empty() {
             continue;
         }
-        pending.push(chunk);
-        if pending.len == gather && !pending.flush(py, ex, total) {
+        if send_chunk(py, ex, &[chunk.as_bytes()], total).is_err() {
             return Ok(failed(ex));
         }
-    }
-    if !pending.flush(py, ex, total) {
-        return Ok(failed(ex));
     }
     finish(py, ex)
 }
 
-/// Body chunks waiting to go out together.
-#[derive(Default)]
-struct Pending<'py> {
-    chunks: [Option<Bound<'py, PyBytes>>; MAX_PIECES],
-    len: usize,
-}
-
-impl<'py> Pending<'py> {
-    fn push(&mut self, chunk: Bound<'py, PyBytes>) {
-        self.chunks[self.len] = Some(chunk);
-        self.len += 1;
-    }
-
-    /// Send the pending chunks; false if the client is gone.
-    fn flush(&mut self, py: Python<'py>, ex: &Exchange, total: Option<u64>) -> bool {
-        if self.len == 0 {
-            return true;
-        }
-        let mut pieces: [&[u8]; MAX_PIECES] = [&[]; MAX_PIECES];
-        for (piece, chunk) in pieces.iter_mut().zip(self.chunks.iter().flatten()) {
-            *piece = chunk.as_bytes();
-        }
-        let sent = send_chunk(py, ex, &pieces[..self.len], total).is_ok();
-        self.chunks = Default::default();
-        self.len = 0;
-        sent
-    }
+/// An item of the response iterable, which must be `bytes` (PEP 3333).
+fn bytes_item<'py>(item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    item.cast::<PyBytes>().cloned().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "the response iterable must yield bytes, not {}",
+            item.get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })
 }
 
 /// Whether every item of the response iterable already exists: a list or a
@@ -365,10 +356,11 @@ fn one_item_length(iterable: &Bound<'_, PyAny>) -> Option<u64> {
 /// of a regular file; `None` means "iterate it instead".
 fn try_sendfile(
     py: Python<'_>,
-    wrapper: &FileWrapper,
+    wrapper: &Bound<'_, FileWrapper>,
     ex: &Arc<Exchange>,
 ) -> PyResult<Option<Ending>> {
-    let filelike = wrapper.filelike.bind(py);
+    let filelike = wrapper.borrow().filelike.clone_ref(py);
+    let filelike = filelike.bind(py);
     let Ok(fd) = filelike
         .call_method0(pyo3::intern!(py, "fileno"))
         .and_then(|f| f.extract::<i32>())
@@ -401,8 +393,28 @@ fn try_sendfile(
     let sent = ex.send(py, w, &[], Some(len)).and_then(|()| {
         if w.body_allowed() {
             let stream = Arc::clone(w.stream().ok_or(std::io::ErrorKind::NotConnected)?);
-            let n = py.detach(|| stream.sendfile(file, offset, len))?;
-            w.count_sent(n);
+            let (mut at, mut left) = (offset, len);
+            // Whether the socket is full (else the file ended early).
+            let full = py.detach(|| {
+                while left > 0 {
+                    match stream.sendfile_now(file, &mut at, left)? {
+                        None => return Ok(true),
+                        Some(0) => break,
+                        Some(n) => left -= n as u64,
+                    }
+                }
+                Ok::<_, std::io::Error>(false)
+            })?;
+            w.count_sent(len - left);
+            // What the client did not take at once: the I/O thread sends
+            // the rest, and closes the file.
+            if full {
+                w.count_sent(left);
+                let wrapper = wrapper.clone().into_any().unbind();
+                let min_send_rate = w.min_send_rate();
+                w.tail =
+                    Some(Tail::new(stream, &[], min_send_rate).then_file(wrapper, fd, at, left));
+            }
         }
         ex.finish(py, w)
     });

@@ -12,7 +12,9 @@
 //! - `paste`: PasteDeploy with Pyramid, and `egg:ferrocorn#main` under pserve;
 //! - `logs`, `metrics`, `process`, `config`: the other settings;
 //! - `refusals`: every refused setting exits 78 naming itself and what to
-//!   use instead.
+//!   use instead;
+//! - `slow_clients`: clients that never read, slowloris connections and
+//!   readers below `min_send_rate` against one worker.
 
 mod compare;
 mod config;
@@ -24,6 +26,7 @@ mod paste;
 mod process;
 mod proxies;
 mod refusals;
+mod slow_clients;
 
 use crate::common::*;
 use std::path::{Path, PathBuf};
