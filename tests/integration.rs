@@ -778,7 +778,10 @@ fn malformed_requests_get_400_and_never_reach_the_app() {
 /// the connection closed. At the limit the request is served.
 #[test]
 fn limit_request_body_gives_413() {
-    let s = testapp("413").markers().args(["--limit-request-body", "10"]).start();
+    let s = testapp("413")
+        .markers()
+        .args(["--limit-request-body", "10"])
+        .start();
     let over = request("POST", "/record?tag=over", &[], b"0123456789X");
     let mut chunks = request("POST", "/echo", &[("Transfer-Encoding", "chunked")], b"");
     chunks.extend_from_slice(&chunked(&[b"01234", b"567890"]));
@@ -1304,6 +1307,53 @@ fn term_serves_the_connections_already_queued_for_the_workers() {
         .map(|c| format!("{:?}", c.join().unwrap()))
         .collect();
     assert!(got.iter().all(|g| g == "Ok(200)"), "{got:?}\n{}", s.log());
+    assert_eq!(exit_code(s.wait_exit(30 * SEC)), Some(0));
+}
+
+/// `--health-check-path`: ferrocorn answers it without the app — 200 while
+/// serving (no body for HEAD, the query ignored, kept alive), 503 with
+/// `Connection: close` from a stopping worker, so a load balancer drains
+/// it; any other method, or a path beside it, is the app's.
+#[test]
+fn the_health_check_path_is_answered_without_the_app() {
+    let mut s = testapp("health")
+        .markers()
+        .args(["--health-check-path", "/_health", "--access-logfile", "-"])
+        .start();
+    let mut c = s.client();
+    let r = c.get("/_health");
+    expect_status(&r, 200);
+    assert_eq!(r.text(), "OK\n");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    let r = c.request("HEAD", "/_health?probe=1", &[], b"");
+    expect_status(&r, 200);
+    assert!(r.body.is_empty());
+    // The same connection goes on to the app.
+    expect_status(&c.get("/record?tag=after"), 200);
+    expect_status(&s.client().request("POST", "/_health", &[], b"x"), 404);
+    expect_status(&s.get("/_healthz"), 404);
+    assert_eq!(recorded(&s), ["after"]);
+    assert!(
+        !s.log().contains("/_health?probe"),
+        "health checks are not logged"
+    );
+    // A check queued behind a request when TERM comes: 503, closed.
+    let addr = s.addr.clone();
+    let busy = thread::spawn(move || {
+        let mut c = Client::connect(&addr);
+        c.set_timeout(30 * SEC);
+        c.send(&request("GET", "/sleep?s=2&tag=busy", &[], b""));
+        c.try_read_response("GET").map(|r| r.status)
+    });
+    assert!(poll_until(10 * SEC, || s.dir.join("sleep-busy").exists()));
+    let mut check = s.client();
+    check.send(&request("GET", "/_health", &[], b""));
+    thread::sleep(Duration::from_millis(300));
+    s.signal(libc::SIGTERM);
+    let r = check.read_response();
+    assert_eq!(r.status, 503, "{}", r.summary());
+    assert!(r.header_has_token("connection", "close"));
+    assert_eq!(busy.join().unwrap().ok(), Some(200));
     assert_eq!(exit_code(s.wait_exit(30 * SEC)), Some(0));
 }
 

@@ -221,6 +221,8 @@ pub struct Proxy {
     pub proxy_protocol: ProxyProtocol,
     /// `proxy_allow_ips`.
     pub proxy_allow: AllowList,
+    /// `health_check_path`: answered by ferrocorn, not the app.
+    pub health_check_path: Option<String>,
 }
 
 /// `proxy_protocol`: which PROXY protocol header each connection starts with.
@@ -874,6 +876,15 @@ fn proxy(r: &Resolved) -> Result<Proxy, ConfigError> {
         header_map,
         proxy_protocol,
         proxy_allow: allow("proxy_allow_ips")?,
+        health_check_path: match r.str("health_check_path") {
+            Some(p) if !p.starts_with('/') => {
+                return Err(bad(
+                    "health_check_path",
+                    format!("{p:?}: expected a path starting with /"),
+                ));
+            }
+            p => p.map(str::to_string),
+        },
     })
 }
 

@@ -318,6 +318,8 @@ pub static SETTINGS: &[Setting] = &[
         "Header fields with '_' a trusted proxy may set, mapped into the environ whatever --header-map says; a SCRIPT_NAME field sets SCRIPT_NAME and is stripped from PATH_INFO."),
     setting!("proxy_protocol", "Proxies", ["--proxy-protocol"], "MODE", K::OptionalStr("auto"), D::Str("off"), None, Restart, S::Yes,
         "Read a PROXY protocol header (HAProxy, stunnel) before each connection's first request: off, v1, v2 or auto (the flag alone); REMOTE_ADDR is then the client's."),
+    setting!("health_check_path", "Proxies", ["--health-check-path"], "PATH", K::Str, D::None, None, Yes, S::Own,
+        "A path (e.g. /_health) that ferrocorn answers itself, without the app: GET or HEAD gets 200 OK, or 503 once the worker is stopping, so a load balancer's check drains it. Not logged."),
     setting!("proxy_allow_ips", "Proxies", ["--proxy-allow-from"], "STRING", K::CommaList, D::Str("127.0.0.1,::1"), None, Yes, S::Yes,
         "Peers allowed to send a PROXY protocol header: IPs and CIDR networks, or *; others are answered 403."),
 

@@ -154,6 +154,40 @@ pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 /// The interim response to `Expect: 100-continue` (RFC 9110 §10.1.1).
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+/// The answer to `health_check_path`: `200 OK` with body `OK`, or, from a
+/// stopping worker, `503 Service Unavailable` with body `stopping` (a load
+/// balancer then drains the host); no body for HEAD. `keep_alive` as for
+/// [`HeadSpec`].
+pub fn health_response(
+    version: Version,
+    ok: bool,
+    head_request: bool,
+    keep_alive: bool,
+) -> Vec<u8> {
+    let (status, body): (&str, &[u8]) = if ok {
+        ("200 OK", b"OK\n")
+    } else {
+        ("503 Service Unavailable", b"stopping\n")
+    };
+    let mut out = Vec::with_capacity(160);
+    let fields = b"Content-Type: text/plain\r\nCache-Control: no-store\r\n";
+    write_head(
+        &mut out,
+        HeadSpec {
+            version,
+            status,
+            framing: Framing::Length(body.len() as u64),
+            keep_alive,
+            app_sent_length: false,
+        },
+        fields,
+    );
+    if !head_request {
+        out.extend_from_slice(body);
+    }
+    out
+}
+
 /// A complete `500 Internal Server Error` response that closes the connection.
 pub fn internal_error_response() -> Vec<u8> {
     plain_response(500, "Internal Server Error", "Internal Server Error\n")

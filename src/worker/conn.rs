@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::http::proxy::{Accept, ProxyHeader, parse_proxy_header};
-use crate::http::{Head, ParseError, Rules, error_response, parse_head};
+use crate::http::response::health_response;
+use crate::http::{BodyKind, Head, ParseError, Rules, error_response, parse_head};
 use crate::listeners::ListenAddr;
 use crate::logging::access;
 use crate::net::{AllowList, Peer, Stream};
@@ -82,6 +83,8 @@ pub(crate) struct ServeCtx {
     pub slot: &'static Slot,
     /// `min_send_rate`, bytes per second (0 = no limit).
     pub min_send_rate: u64,
+    /// `health_check_path`: answered here, without the app.
+    pub health_check_path: Option<String>,
 }
 
 impl Conn {
@@ -165,6 +168,26 @@ pub(crate) fn serve(
     conn.fresh = false;
     thread.enter();
     loop {
+        if is_health_check(ctx, &head) {
+            let stopping = ctx.stopping.load(Ordering::Relaxed);
+            let keep_alive = head.keep_alive && !stopping;
+            let answer =
+                health_response(head.version, !stopping, head.method() == "HEAD", keep_alive);
+            if conn.stream.write_all(&answer).is_err() || !keep_alive {
+                return Next::Close;
+            }
+            match conn.next_head(&ctx.rules) {
+                Ok(Some(next)) => {
+                    head = next;
+                    continue;
+                }
+                Ok(None) => return Next::Read,
+                Err(e) => {
+                    conn.reject(&e);
+                    return Next::Close;
+                }
+            }
+        }
         let started = Instant::now();
         ctx.slot.request_started();
         thread.start(head.method(), head.target());
@@ -216,6 +239,17 @@ pub(crate) fn serve(
             }
         }
     }
+}
+
+/// Whether `head` asks for `health_check_path` (GET or HEAD, the query
+/// ignored), which ferrocorn answers without the app. A request with a
+/// body is the app's: its body would have to be read first.
+fn is_health_check(ctx: &ServeCtx, head: &Head) -> bool {
+    ctx.health_check_path.as_deref().is_some_and(|path| {
+        matches!(head.method(), "GET" | "HEAD")
+            && head.body == BodyKind::Empty
+            && head.path_and_query().0 == path
+    })
 }
 
 /// A request is over: count it on the scoreboard and in StatsD, and log it.

@@ -507,6 +507,7 @@ impl EventLoop {
             stopping: false.into(),
             slot,
             min_send_rate: settings.min_send_rate,
+            health_check_path: settings.proxy.health_check_path.clone(),
         });
         let pool = if settings.threads > 1 {
             let pool = Pool::start(settings.threads, Arc::clone(&ctx))?;
