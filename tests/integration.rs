@@ -773,6 +773,134 @@ fn malformed_requests_get_400_and_never_reach_the_app() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// Request smuggling: each framing trick below carries a second request
+/// that a lenient parser (or a proxy and server that disagree) would run.
+/// Whatever the trick, that request never reaches the app: the connection
+/// is answered once and closed, or the bytes stay the first request's body.
+#[test]
+fn a_request_smuggled_behind_a_framing_trick_never_reaches_the_app() {
+    let s = testapp("smuggle").markers().start();
+    let smuggled = |i: usize| format!("GET /record?tag=smuggled-{i} HTTP/1.1\r\nHost: x\r\n\r\n");
+    // (the trick, the head of the front request, what follows its head)
+    let tricks: &[(&str, &str, &str)] = &[
+        (
+            "CL.TE",
+            "Content-Length: 6\r\nTransfer-Encoding: chunked",
+            "0\r\n\r\nSMUGGLED",
+        ),
+        (
+            "TE.CL",
+            "Transfer-Encoding: chunked\r\nContent-Length: 3",
+            "0\r\n\r\nSMUGGLED",
+        ),
+        (
+            "two Content-Lengths",
+            "Content-Length: 0\r\nContent-Length: 5",
+            "SMUGGLED",
+        ),
+        ("Content-Length list", "Content-Length: 0, 5", "SMUGGLED"),
+        ("signed Content-Length", "Content-Length: +0", "SMUGGLED"),
+        (
+            "space before colon",
+            "Transfer-Encoding : chunked",
+            "0\r\n\r\nSMUGGLED",
+        ),
+        (
+            "xchunked",
+            "Transfer-Encoding: xchunked",
+            "0\r\n\r\nSMUGGLED",
+        ),
+        (
+            "chunked not last",
+            "Transfer-Encoding: chunked, identity",
+            "0\r\n\r\nSMUGGLED",
+        ),
+        (
+            "two TE lines",
+            "Transfer-Encoding: chunked\r\nTransfer-Encoding: x",
+            "0\r\n\r\nSMUGGLED",
+        ),
+        (
+            "obs-fold TE",
+            "Transfer-Encoding:\r\n chunked",
+            "0\r\n\r\nSMUGGLED",
+        ),
+        (
+            "vertical tab",
+            "Transfer-Encoding:\x0bchunked",
+            "0\r\n\r\nSMUGGLED",
+        ),
+        (
+            "bare LF in chunk",
+            "Transfer-Encoding: chunked",
+            "0\n\nSMUGGLED",
+        ),
+        (
+            "chunk size 0x",
+            "Transfer-Encoding: chunked",
+            "0x0\r\n\r\nSMUGGLED",
+        ),
+        (
+            "chunk size overflow",
+            "Transfer-Encoding: chunked",
+            "10000000000000000\r\n\r\nSMUGGLED",
+        ),
+        (
+            "chunk without CRLF",
+            "Transfer-Encoding: chunked",
+            "3\r\nabcSMUGGLED",
+        ),
+        (
+            "bad chunk extension",
+            "Transfer-Encoding: chunked",
+            "0;\x01\r\n\r\nSMUGGLED",
+        ),
+        (
+            "trailer Content-Length",
+            "Transfer-Encoding: chunked",
+            "0\r\nContent-Length: 5\r\n\r\nSMUGGLED",
+        ),
+        (
+            "NUL in a field",
+            "X-A: a\0b\r\nContent-Length: 0",
+            "SMUGGLED",
+        ),
+        ("bare CR", "X-A: a\rContent-Length: 0", "SMUGGLED"),
+    ];
+    let mut failures = Vec::new();
+    for (i, (trick, fields, after)) in tricks.iter().enumerate() {
+        // /echo reads the body, so a trick in it is found before the answer.
+        let raw = format!("POST /echo HTTP/1.1\r\nHost: x\r\n{fields}\r\n\r\n{after}")
+            .replace("SMUGGLED", &smuggled(i));
+        let mut c = s.client();
+        c.send(raw.as_bytes());
+        match c.try_read_response("POST") {
+            Ok(r) if (400..=501).contains(&r.status) => {}
+            Ok(r) => failures.push(format!("{trick}: {}", r.summary())),
+            Err(e) => failures.push(format!("{trick}: no answer ({e})")),
+        }
+        if !c.closed_within(3 * SEC) {
+            failures.push(format!("{trick}: connection left open"));
+        }
+    }
+    // A request inside a body is body bytes, with either framing.
+    let mut c = s.client();
+    let inner = smuggled(100);
+    let r = c.request("POST", "/echo", &[], inner.as_bytes());
+    assert_eq!(r.body, inner.as_bytes());
+    let mut chunked_raw = request("POST", "/echo", &[("Transfer-Encoding", "chunked")], b"");
+    chunked_raw.extend_from_slice(&chunked(&[smuggled(101).as_bytes()]));
+    c.send(&chunked_raw);
+    assert_eq!(c.read_response().body, smuggled(101).as_bytes());
+    let seen = recorded(&s);
+    let reached: Vec<_> = seen.iter().filter(|t| t.starts_with("smuggled")).collect();
+    assert!(
+        reached.is_empty(),
+        "smuggled requests reached the app: {reached:?}"
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
 /// `--limit-request-body`: a Content-Length over it is refused with the
 /// head, chunks that add up to more when the app reads them; both 413 and
 /// the connection closed. At the limit the request is served.
