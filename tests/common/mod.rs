@@ -1357,6 +1357,12 @@ pub struct SteadyLoad {
 
 impl SteadyLoad {
     pub fn start(addr: &Addr, target: &str) -> SteadyLoad {
+        SteadyLoad::paced(addr, target, Duration::ZERO)
+    }
+
+    /// As [`SteadyLoad::start`], with `pause` between requests, so that
+    /// 5,000 requests last longer.
+    pub fn paced(addr: &Addr, target: &str, pause: Duration) -> SteadyLoad {
         let (addr, target) = (addr.clone(), target.to_string());
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = std::sync::Arc::clone(&stop);
@@ -1380,6 +1386,7 @@ impl SteadyLoad {
                     }
                     Err(e) => failed.push(e.to_string()),
                 }
+                thread::sleep(pause);
             }
             (ok, failed)
         });

@@ -13,6 +13,8 @@
 //! - `logs`, `metrics`, `process`, `config`: the other settings;
 //! - `refusals`: every refused setting exits 78 naming itself and what to
 //!   use instead;
+//! - `scale_out`: two hosts in network namespaces behind HAProxy (PROXY
+//!   v2, `health_check_path`), a rolling HUP and restart under load;
 //! - `slow_clients`: clients that never read, slowloris connections and
 //!   readers below `min_send_rate` against one worker.
 
@@ -26,6 +28,7 @@ mod paste;
 mod process;
 mod proxies;
 mod refusals;
+mod scale_out;
 mod slow_clients;
 
 use crate::common::*;
