@@ -68,6 +68,7 @@ class Workload:
     post_bytes: int = 0  # request body size (POST) when > 0
     pipeline: int = 1  # requests per write
     idle: int = 0  # idle keep-alive connections held during the run
+    close: bool = False  # wrk sends `Connection: close`: a connection per request
     target_us: float | None = None  # ferrocorn's CPU µs/request target (issue 5)
     extra: bool = False  # not in the default set; run with --workloads NAME
 
@@ -85,6 +86,14 @@ WORKLOADS = [
     Workload("flask", "Flask `jsonify`", "flask_json:app", target_us=55.0),
     Workload("big", "1 MiB response, one chunk", "big:application", target_us=90.0),
     Workload("big_chunks", "1 MiB response, 64 × 16 KiB", "big:application", "/chunks", target_us=120.0),
+    Workload("big_gen", "1 MiB response, 64 × 16 KiB from a generator", "big:application", "/gen"),
+    # Client-limited: a fresh connection per request (small send buffers,
+    # the client's core saturated by 1 MiB reads), as uWSGI's --http-socket
+    # serves every request anyway.
+    Workload("big_close", "1 MiB response, one chunk, a connection per request", "big:application",
+             close=True, extra=True),
+    Workload("big_gen_close", "1 MiB response, 64 × 16 KiB generator, a connection per request",
+             "big:application", "/gen", close=True, extra=True),
     Workload("upload", "1 MiB POST read by the app", "upload:application", post_bytes=MIB, target_us=200.0),
     Workload("upload_pieces", "1 MiB POST read by the app in 64 KiB pieces", "upload:application", "/pieces",
              post_bytes=MIB, extra=True),
@@ -314,6 +323,8 @@ def wrk_script(w):
     """The Lua script for wrk: request shape, plus a done() hook that prints
     the summary as one JSON line (wrk's own text is for humans)."""
     lua = []
+    if w.close:
+        lua += ['wrk.headers["Connection"] = "close"']
     if w.post_bytes:
         lua += ['wrk.method = "POST"',
                 f'wrk.body = string.rep("x", {w.post_bytes})',

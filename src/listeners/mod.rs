@@ -90,6 +90,36 @@ impl ListenError {
 }
 
 impl Listener {
+    /// Accept a connection with accept4(2), made non-blocking and
+    /// close-on-exec by the same call (no fcntl(2) after it): its socket and
+    /// the peer's address.
+    ///
+    /// Errors: accept4's (`WouldBlock` when none is queued).
+    pub fn accept(&self) -> io::Result<(Socket, SockAddr)> {
+        use std::os::fd::AsRawFd;
+        let listener = self.socket.as_raw_fd();
+        // SAFETY: try_init hands accept4 a zeroed sockaddr_storage and its
+        // length, which accept4 fills with the peer's address (never more
+        // than the length it is given); a descriptor accept4 returns is a
+        // new socket that only the `Socket` made here owns.
+        unsafe {
+            SockAddr::try_init(|storage, len| {
+                let flags = libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
+                match libc::accept4(listener, storage.cast(), len, flags) {
+                    -1 => Err(io::Error::last_os_error()),
+                    fd => Ok(Socket::from_raw_fd(fd)),
+                }
+            })
+        }
+    }
+
+    /// Set TCP_NODELAY on a TCP listener, which Linux copies to every
+    /// connection it accepts (one setsockopt(2) per worker instead of one
+    /// per connection). Returns whether the connections will have it.
+    pub fn nodelay_for_connections(&self) -> bool {
+        matches!(self.addr, ListenAddr::Tcp(_)) && self.socket.set_tcp_nodelay(true).is_ok()
+    }
+
     /// Unlink the UNIX socket file if this process created it.
     pub fn remove_created_path(&self) {
         if let Some(path) = &self.created_path {

@@ -25,10 +25,12 @@ pub struct Stream {
 }
 
 impl Stream {
-    /// Wrap an accepted socket; it is made non-blocking here.
-    pub fn new(sock: Socket, stall: Option<Duration>) -> io::Result<Stream> {
-        sock.set_nonblocking(true)?;
-        Ok(Stream { sock, stall })
+    /// Wrap an accepted socket, which must be non-blocking already
+    /// (accept4 with `SOCK_NONBLOCK`, as [`Listener::accept`] does).
+    ///
+    /// [`Listener::accept`]: crate::listeners::Listener::accept
+    pub fn accepted(sock: Socket, stall: Option<Duration>) -> Stream {
+        Stream { sock, stall }
     }
 
     /// The underlying fd, for epoll registration.

@@ -456,6 +456,8 @@ struct EventLoop {
     accept_paused: bool,
     /// `write_budget`: bytes of the app's response bodies the tails may hold.
     write_budget: u64,
+    /// Per listener: its connections come with TCP_NODELAY set (inherited).
+    nodelay: Vec<bool>,
     stall: Option<Duration>,
     /// `--capture-output`: stdout and stderr follow the error log file.
     capture_output: bool,
@@ -495,6 +497,10 @@ impl EventLoop {
         report: OwnedFd,
     ) -> std::io::Result<EventLoop> {
         raise_nofile(settings.worker_connections);
+        let nodelay = listeners
+            .iter()
+            .map(Listener::nodelay_for_connections)
+            .collect();
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?;
         epoll.add(
             signals.fd(),
@@ -544,6 +550,7 @@ impl EventLoop {
             },
             pressed: false,
             accept_paused: false,
+            nodelay,
             write_budget: settings.write_budget,
             stall: settings.timeout,
             capture_output: settings.capture_output,
@@ -761,7 +768,9 @@ impl EventLoop {
     }
 
     fn on_acceptable(&mut self, index: usize) {
-        let batch = if self.pool.is_some() { 64 } else { 4 };
+        // Inline, one per wake-up: the next epoll_wait says whether another
+        // is queued (a loop would end in an accept4 that finds none).
+        let batch = if self.pool.is_some() { 64 } else { 1 };
         for _ in 0..batch {
             if !self.accepting || !self.accept_one(index) {
                 return;
@@ -776,7 +785,7 @@ impl EventLoop {
         let Some(listener) = self.listeners.get(index) else {
             return false;
         };
-        let (socket, addr) = match listener.socket.accept() {
+        let (socket, addr) = match listener.accept() {
             Ok(pair) => pair,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
@@ -798,14 +807,11 @@ impl EventLoop {
             }
         };
         let peer = addr.as_socket().map_or(Peer::Unix, Peer::Tcp);
-        if matches!(peer, Peer::Tcp(_)) {
+        if matches!(peer, Peer::Tcp(_)) && !self.nodelay[index] {
             let _ = socket.set_tcp_nodelay(true);
         }
-        let Ok(stream) = Stream::new(socket, self.stall) else {
-            return true;
-        };
         let conn = Conn {
-            stream: Arc::new(stream),
+            stream: Arc::new(Stream::accepted(socket, self.stall)),
             buf: Vec::new(),
             trusted: peer.is_in(&self.forwarded_allow),
             peer,
@@ -828,6 +834,9 @@ impl EventLoop {
             );
             self.conns.remove(victim);
         }
+        // (Reading at once, before epoll says the request is there, costs
+        // a recv(2) that finds nothing: clients write only once they see
+        // the connection made, which is after we accept it.)
         let flags = self.interest(&conn);
         let entry = self.conns.vacant_entry();
         let ev = EpollEvent::new(flags, TOKEN_CONN + entry.key() as u64);
@@ -896,7 +905,8 @@ impl EventLoop {
         self.update_accepting();
     }
 
-    /// Point the epoll interest of connection `key` at what it now waits for.
+    /// Point the epoll interest of connection `key` at what it now waits
+    /// for (a one-shot interest is re-armed).
     fn watch(&mut self, key: usize) {
         if let Some(conn) = self.conns.get(key) {
             let mut ev = EpollEvent::new(self.interest(conn), TOKEN_CONN + key as u64);
@@ -971,19 +981,15 @@ impl EventLoop {
                     continue;
                 }
                 conn.deadline = Instant::now() + self.timeouts.idle(&conn);
-                let flags = self.interest(&conn);
-                let entry = self.conns.vacant_entry();
-                let mut ev = EpollEvent::new(flags, TOKEN_CONN + entry.key() as u64);
-                if self.epoll.modify(conn.stream.fd(), &mut ev).is_ok() {
-                    entry.insert(conn);
-                }
+                let key = self.conns.insert(conn);
+                self.watch(key);
             }
         }
         self.within_budget();
         self.update_accepting();
     }
 
-    /// Re-arm a one-shot interest (threaded); level-triggered interest
+    /// Re-arm a one-shot interest (threaded); a level-triggered interest
     /// (inline) needs nothing.
     fn rearm(&mut self, key: usize) {
         if self.pool.is_some() {
