@@ -271,44 +271,16 @@ impl Exchange {
         total: Option<u64>,
     ) -> io::Result<()> {
         let head = self.head_if_due(w, total)?;
-        let len: usize = items.iter().map(|i| i.as_bytes().len()).sum();
-        let size_line;
+        let mut size_line = Vec::new();
         // The wire, in order, each part with the object it lies in.
         let mut parts: Vec<(&[u8], Option<&Bound<'_, PyBytes>>)> =
             Vec::with_capacity(items.len() + 4);
         parts.push((&head, None));
-        match w.framing {
-            Framing::NoBody => {}
-            Framing::Length(declared) => {
-                // Never more than declared (see write_body).
-                let mut room = declared.saturating_sub(w.sent).min(len as u64) as usize;
-                w.sent += room as u64;
-                for item in items {
-                    let take = room.min(item.as_bytes().len());
-                    parts.push((&item.as_bytes()[..take], Some(item)));
-                    room -= take;
-                }
-            }
-            Framing::Chunked => {
-                w.sent += len as u64;
-                if len > 0 {
-                    size_line = chunk_size_line(len);
-                    parts.push((&size_line, None));
-                    parts.extend(items.iter().map(|i| (i.as_bytes(), Some(i))));
-                    parts.push((b"\r\n", None));
-                }
-                parts.push((LAST_CHUNK, None));
-            }
-            Framing::Close => {
-                w.sent += len as u64;
-                parts.extend(items.iter().map(|i| (i.as_bytes(), Some(i))));
-            }
-        }
-        let complete = match w.framing {
-            Framing::Length(n) => w.sent == n,
-            _ => true,
-        };
-        w.reusable = w.keep_alive && complete;
+        let pieces = items.iter().map(|i| (i.as_bytes(), i));
+        w.frame(pieces, &mut size_line, true, |bytes, obj| {
+            parts.push((bytes, obj))
+        });
+        w.mark_finished();
         let Some(stream) = w.stream.clone() else {
             return Err(io::Error::other("response written after its request ended"));
         };
@@ -354,11 +326,7 @@ impl Exchange {
         if w.framing == Framing::Chunked {
             w.write_raw(py, &[LAST_CHUNK])?;
         }
-        let complete = match w.framing {
-            Framing::Length(n) => w.sent == n,
-            _ => true,
-        };
-        w.reusable = w.keep_alive && complete && !w.broken;
+        w.mark_finished();
         Ok(())
     }
 }
@@ -473,53 +441,82 @@ impl ResponseWriter {
         self.keep_alive = keep_alive;
     }
 
+    /// The whole body is out (or handed to a tail): record whether the
+    /// connection may carry another request — not if a declared
+    /// Content-Length was not met (the client would read our next response
+    /// as the rest of this body), nor once the client went away.
+    fn mark_finished(&mut self) {
+        let complete = match self.framing {
+            Framing::Length(n) => self.sent == n,
+            _ => true,
+        };
+        self.reusable = self.keep_alive && complete && !self.broken;
+    }
+
     /// Write the head (if not empty) and up to [`MAX_PIECES`] body pieces,
     /// framed, in one writev.
     fn write_body(&mut self, py: Python<'_>, head: &[u8], data: &[&[u8]]) -> io::Result<()> {
         debug_assert!(data.len() <= MAX_PIECES);
-        let len: usize = data.iter().map(|d| d.len()).sum();
-        let size_line;
+        let mut size_line = Vec::new();
         let mut bufs: [&[u8]; MAX_PIECES + 3] = [&[]; MAX_PIECES + 3];
         bufs[0] = head;
         let mut n = 1;
-        macro_rules! body {
-            ($piece:expr) => {{
-                bufs[n] = $piece;
-                n += 1;
-            }};
-        }
+        let pieces = data.iter().map(|d| (*d, ()));
+        self.frame(pieces, &mut size_line, false, |bytes, _| {
+            bufs[n] = bytes;
+            n += 1;
+        });
+        self.write_raw(py, &bufs[..n])
+    }
+
+    /// Frame body `pieces` (each with a tag `T`: where its bytes lie) for
+    /// the response's framing, and count them as sent: at most the room
+    /// left in a Content-Length (the excess would be read as the next
+    /// response; Gunicorn truncates the same way), one chunk for all of
+    /// them (chunk boundaries carry no meaning) and, if `last`, the last
+    /// chunk; as they are when close-delimited; nothing without a body.
+    /// `push` gets the wire parts in order, the framing's own (which lie
+    /// in `size_line` or are static) without a tag.
+    fn frame<'a, T>(
+        &mut self,
+        pieces: impl Iterator<Item = (&'a [u8], T)> + Clone,
+        size_line: &'a mut Vec<u8>,
+        last: bool,
+        mut push: impl FnMut(&'a [u8], Option<T>),
+    ) {
+        let len: usize = pieces.clone().map(|(b, _)| b.len()).sum();
         match self.framing {
             Framing::NoBody => {}
             Framing::Length(declared) => {
-                // Never more than declared: the excess would be read as the
-                // next response (Gunicorn truncates the same way).
                 let mut room = declared.saturating_sub(self.sent).min(len as u64) as usize;
                 self.sent += room as u64;
-                for d in data {
-                    let take = room.min(d.len());
-                    body!(&d[..take]);
+                for (bytes, tag) in pieces {
+                    let take = room.min(bytes.len());
+                    push(&bytes[..take], Some(tag));
                     room -= take;
                 }
             }
-            Framing::Chunked if len == 0 => {}
             Framing::Chunked => {
-                // The pieces as one chunk: chunk boundaries carry no meaning.
                 self.sent += len as u64;
-                size_line = chunk_size_line(len);
-                body!(&size_line);
-                for d in data {
-                    body!(d);
+                if len > 0 {
+                    *size_line = chunk_size_line(len);
+                    push(size_line, None);
+                    for (bytes, tag) in pieces {
+                        push(bytes, Some(tag));
+                    }
+                    push(b"\r\n", None);
                 }
-                body!(b"\r\n");
+                if last {
+                    push(LAST_CHUNK, None);
+                }
             }
             Framing::Close => {
                 self.sent += len as u64;
-                for d in data {
-                    body!(d);
+                for (bytes, tag) in pieces {
+                    push(bytes, Some(tag));
                 }
             }
         }
-        self.write_raw(py, &bufs[..n])
     }
 
     /// Write `bufs` in order. The GIL stays held while the socket takes
