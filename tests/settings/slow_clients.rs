@@ -120,6 +120,11 @@ fn clients_that_never_read_do_not_stall_the_worker_and_memory_stays_bounded() {
 /// normal client is answered.
 #[test]
 fn slowloris_connections_over_the_limit_do_not_lock_out_a_normal_client() {
+    // This process holds the 1,500 connections: up to the hard limit of
+    // open files (a shell's soft limit may be 1024).
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).expect("getrlimit");
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, soft.max(hard.min(4096)), hard);
     let s = testapp("slowloris").tcp().start();
     let worker = s.get("/pid").text().trim().parse::<i32>().expect("pid");
     let addr = tcp_addr(&s);
