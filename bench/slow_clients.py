@@ -203,10 +203,13 @@ def main():
     if args.json:
         print(json.dumps(result))
     else:
-        print("%(scenario)s, %(clients)d hostile client(s) (%(hostile_attached)d attached, "
-              "%(hostile_open_at_end)d still open at the end), "
+        # The slowloris connections the server closed are seen when a drip fails.
+        open_at_end = (", %(hostile_open_at_end)d still open at the end" % result
+                       if args.scenario == "slowloris" else "")
+        print(("%(scenario)s, %(clients)d hostile client(s) (%(hostile_attached)d attached"
+               + open_at_end + "), "
               "--threads %(threads)d: %(answered)d of %(attempts)d answered, median %(median_ms)s ms, "
-              "worker peak RSS %(worker_peak_rss_mib)s MiB" % result)
+               "worker peak RSS %(worker_peak_rss_mib)s MiB") % result)
 
 
 if __name__ == "__main__":

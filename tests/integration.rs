@@ -641,6 +641,23 @@ fn download_of_10_mib_matches_the_pattern() {
     }
 }
 
+/// A list's items go out together, but sendmsg(2) takes at most 1024
+/// buffers per call: a list of 2,000 items must still arrive whole, with
+/// a Content-Length and chunked.
+#[test]
+fn a_list_of_more_items_than_one_sendmsg_takes_arrives_whole() {
+    let s = testapp("iovmax").start();
+    let size = 2000 * 16 * 1024;
+    let want = pattern(size);
+    let mut c = s.client();
+    for length in ["1", "0"] {
+        let r = c.get(&format!("/big?size={size}&mode=list&length={length}"));
+        expect_status(&r, 200);
+        assert!(r.complete, "length={length}: incomplete");
+        assert_bytes_eq(&r.body, &want, &format!("length={length}"));
+    }
+}
+
 #[test]
 fn body_past_the_declared_length_is_cut_and_the_next_response_is_clean() {
     let s = testapp("cut").start();

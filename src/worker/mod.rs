@@ -807,11 +807,12 @@ impl EventLoop {
             }
         };
         let peer = addr.as_socket().map_or(Peer::Unix, Peer::Tcp);
-        if matches!(peer, Peer::Tcp(_)) && !self.nodelay[index] {
+        let tcp = matches!(peer, Peer::Tcp(_));
+        if tcp && !self.nodelay[index] {
             let _ = socket.set_tcp_nodelay(true);
         }
         let conn = Conn {
-            stream: Arc::new(Stream::accepted(socket, self.stall)),
+            stream: Arc::new(Stream::accepted(socket, self.stall, tcp)),
             buf: Vec::new(),
             trusted: peer.is_in(&self.forwarded_allow),
             peer,

@@ -131,6 +131,8 @@ pub(crate) struct ResponseWriter {
     pub(crate) tail: Option<Tail>,
     /// Why the response was cut: the client read too slowly.
     pub(crate) cut: Option<String>,
+    /// TCP coalesces the blocks of a streamed body (see `Stream::coalesce`).
+    coalescing: bool,
 }
 
 /// The exchange shared with Python.
@@ -175,6 +177,7 @@ impl Exchange {
                 pace: SendPace::new(min_send_rate),
                 tail: None,
                 cut: None,
+                coalescing: false,
             }),
             head_sent: AtomicBool::new(false),
         }
@@ -323,6 +326,7 @@ impl Exchange {
         if !w.head_sent {
             self.send(py, w, &[], Some(0))?;
         }
+        w.coalesce(false);
         if w.framing == Framing::Chunked {
             w.write_raw(py, &[LAST_CHUNK])?;
         }
@@ -391,6 +395,15 @@ impl ResponseWriter {
     /// The socket, while the request lasts (for sendfile).
     pub(crate) fn stream(&self) -> Option<&Arc<Stream>> {
         self.stream.as_ref()
+    }
+
+    /// Let TCP coalesce the blocks of a streamed body from now on, or stop
+    /// (what it holds goes out at once): see `Stream::coalesce`.
+    pub(crate) fn coalesce(&mut self, on: bool) {
+        if let (Some(stream), true) = (&self.stream, self.coalescing != on) {
+            stream.coalesce(on);
+            self.coalescing = on;
+        }
     }
 
     /// `min_send_rate`, bytes per second (0 = no limit).
