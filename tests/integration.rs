@@ -918,6 +918,43 @@ fn a_request_smuggled_behind_a_framing_trick_never_reaches_the_app() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// A body the app did not read is read and thrown away, never parsed as the
+/// next request (a request inside it never runs); one that does not come
+/// within a second, or is over 1 MiB, closes the connection instead, so a
+/// client trickling it cannot hold the worker.
+#[test]
+fn an_unread_body_is_drained_never_parsed_and_a_trickled_one_closes() {
+    let s = testapp("drain").markers().start();
+    let inner = "GET /record?tag=smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut c = s.client();
+    let mut raw = request("POST", "/record?tag=front", &[], inner.as_bytes());
+    raw.extend_from_slice(&request("GET", "/record?tag=next", &[], b""));
+    c.send(&raw);
+    expect_status(&c.read_response(), 200);
+    expect_status(&c.read_response(), 200);
+    assert_eq!(recorded(&s), ["front", "next"]);
+    // 10 of 100,000 bytes, then nothing: answered, then closed within the
+    // drain's second, not after --timeout (30 s).
+    let mut c = s.client();
+    let mut raw = request(
+        "POST",
+        "/record?tag=trickle",
+        &[("Content-Length", "100000")],
+        b"",
+    );
+    raw.extend_from_slice(b"0123456789");
+    c.send(&raw);
+    expect_status(&c.read_response(), 200);
+    let started = Instant::now();
+    assert!(c.closed_within(5 * SEC), "left open");
+    assert!(
+        started.elapsed() < 3 * SEC,
+        "closed after {:?}",
+        started.elapsed()
+    );
+    expect_status(&s.get("/record?tag=after"), 200);
+}
+
 /// `--limit-request-body`: a Content-Length over it is refused with the
 /// head, chunks that add up to more when the app reads them; both 413 and
 /// the connection closed. At the limit the request is served.

@@ -37,11 +37,11 @@ impl Stream {
     }
 
     /// Let TCP coalesce small writes (Nagle's algorithm, TCP_NODELAY off)
-    /// while a streamed body's blocks follow one another, or stop (on: what
-    /// is held goes out at once, tcp(7)). A block goes out at once when the
-    /// ones before it were acknowledged, else with them; without it, a
-    /// generator of 64 × 16 KiB costs a segment per block. Nothing on a
-    /// UNIX socket.
+    /// while a streamed body's blocks follow one another, or stop (off:
+    /// what is held goes out at once, tcp(7)). A block goes out at once
+    /// when the ones before it were acknowledged, else with them; without
+    /// it, a generator of 64 × 16 KiB costs a segment per block. Nothing
+    /// on a UNIX socket.
     pub fn coalesce(&self, on: bool) {
         if self.tcp {
             let _ = self.sock.set_tcp_nodelay(!on);
@@ -82,11 +82,30 @@ impl Stream {
     /// Errors: `TimedOut` when the peer sent nothing within the limit, or
     /// the socket error.
     pub fn read_into(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        self.read_into_by(buf, max, None)
+    }
+
+    /// As [`Stream::read_into`], giving up at `deadline` too.
+    ///
+    /// Errors: as [`Stream::read_into`]; `TimedOut` also at the deadline.
+    pub fn read_into_by(
+        &self,
+        buf: &mut Vec<u8>,
+        max: usize,
+        deadline: Option<Instant>,
+    ) -> io::Result<usize> {
         loop {
             if let Some(n) = self.try_read_into(buf, max)? {
                 return Ok(n);
             }
-            self.wait(PollFlags::POLLIN)?;
+            let limit = match deadline {
+                None => self.stall,
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    Some(self.stall.map_or(left, |s| s.min(left)))
+                }
+            };
+            self.wait_for(PollFlags::POLLIN, limit)?;
         }
     }
 
@@ -223,7 +242,12 @@ impl Stream {
     }
 
     fn wait(&self, events: PollFlags) -> io::Result<()> {
-        let timeout = match self.stall {
+        self.wait_for(events, self.stall)
+    }
+
+    /// Wait up to `limit` (`None`: forever) for `events`.
+    fn wait_for(&self, events: PollFlags, limit: Option<Duration>) -> io::Result<()> {
+        let timeout = match limit {
             None => PollTimeout::NONE,
             Some(d) => PollTimeout::try_from(d).unwrap_or(PollTimeout::MAX),
         };

@@ -1032,8 +1032,8 @@ impl EventLoop {
         }
         self.within_budget();
         // Under connection pressure, a connection gets PRESSED_HEAD_TIMEOUT
-        // at most to complete its head (or its next one): slow heads make
-        // room sooner.
+        // at most to complete a head it has begun (or its first): slow heads
+        // make room sooner.
         let pressed = self.conns.len() * 4 >= self.worker_connections * 3;
         if pressed && !self.pressed {
             tracing::warn!(
@@ -1045,9 +1045,13 @@ impl EventLoop {
         }
         self.pressed = pressed;
         if pressed {
+            // Only heads under way: an idle keep-alive connection keeps its
+            // --keep-alive, and is the first to go when room is needed.
             let soon = now + PRESSED_HEAD_TIMEOUT;
             for (_, c) in &mut self.conns {
-                c.deadline = c.deadline.min(soon);
+                if c.fresh || !c.buf.is_empty() {
+                    c.deadline = c.deadline.min(soon);
+                }
             }
         }
         // Bytes we have not read yet arrived while this thread was busy (an

@@ -11,6 +11,7 @@
 use std::io;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
@@ -70,6 +71,8 @@ pub(crate) struct BodyReader {
     decoded_pos: usize,
     /// `Expect: 100-continue` was asked and not yet answered.
     pub(crate) continue_pending: bool,
+    /// When reads give up (set while draining), besides the stall limit.
+    deadline: Option<Instant>,
     pub(crate) failure: Option<BodyFailure>,
 }
 
@@ -96,6 +99,7 @@ impl BodyReader {
             decoded: Vec::new(),
             decoded_pos: 0,
             failure: None,
+            deadline: None,
         }
     }
 
@@ -165,7 +169,10 @@ impl BodyReader {
             self.raw_pos = 0;
         }
         self.send_continue_if_owed(head_sent)?;
-        match self.stream.read_into(&mut self.raw, READ_SIZE) {
+        match self
+            .stream
+            .read_into_by(&mut self.raw, READ_SIZE, self.deadline)
+        {
             Ok(0) => {
                 // EOF before the body's end: the request is incomplete
                 // (RFC 9112 §8), never handed to the app as if whole.
@@ -272,16 +279,18 @@ impl BodyReader {
     }
 
     /// Read and discard the rest of the body so the connection can carry the
-    /// next request; gives up (returns false) past `limit` bytes or on error.
-    /// A client still waiting for `100 Continue` is not drained: it would
-    /// send the body only if asked.
-    pub(crate) fn drain(&mut self, limit: usize) -> bool {
+    /// next request; gives up (returns false) past `limit` bytes, after
+    /// `time` (a client trickling a body the app ignored must not hold the
+    /// thread), or on error. A client still waiting for `100 Continue` is
+    /// not drained: it would send the body only if asked.
+    pub(crate) fn drain(&mut self, limit: usize, time: Duration) -> bool {
         if self.continue_pending {
             return self.done;
         }
         if self.eof {
             return false;
         }
+        self.deadline = Some(Instant::now() + time);
         let mut discarded = 0;
         while !self.done && discarded <= limit {
             if self.fill(LINE_STEP, true).is_err() {

@@ -35,6 +35,9 @@ pub use tail::Tail;
 /// Bytes of unread request body the worker reads and discards to keep a
 /// connection alive; a larger remainder closes the connection instead.
 const DRAIN_LIMIT: usize = 1 << 20;
+/// How long the worker waits for the rest of a body the app did not read
+/// before it closes the connection instead.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why the app could not be made ready; the worker maps these to exit codes.
 #[derive(Debug, thiserror::Error)]
@@ -512,7 +515,7 @@ impl App {
         w.detach();
         let mut buf = Vec::new();
         if let (true, Some(b)) = (keep_alive, body.as_mut()) {
-            if b.drain(DRAIN_LIMIT) {
+            if b.drain(DRAIN_LIMIT, DRAIN_TIME) {
                 buf = b.take_leftover();
             } else {
                 keep_alive = false;

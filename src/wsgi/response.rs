@@ -278,8 +278,9 @@ fn send_iterable(
         });
     }
     // A generator's item goes out before the next is asked for. From the
-    // second on, TCP may coalesce them (the first, and the end, go out at
-    // once): a segment per block costs the kernel dear.
+    // second on, TCP may coalesce them when the connection closes after
+    // this response (the first, and the end, go out at once): a segment per
+    // block costs the kernel dear.
     let mut blocks = 0;
     for item in iterable.try_iter()? {
         let chunk = bytes_item(&item?)?;

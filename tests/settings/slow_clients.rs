@@ -215,3 +215,42 @@ fn a_client_below_min_send_rate_is_cut_and_close_still_runs() {
         s.log()
     );
 }
+
+/// Under pressure (three quarters of `worker_connections` open) a head
+/// under way gets 2 s, but an idle keep-alive connection keeps its
+/// `--keep-alive`: it is dropped only when room is needed.
+#[test]
+fn under_pressure_heads_get_2_s_but_idle_keep_alive_connections_keep_theirs() {
+    let s = testapp("pressure")
+        .args(["--worker-connections", "20", "--keep-alive", "30"])
+        .start();
+    let mut idle: Vec<Client> = (0..14)
+        .map(|_| {
+            let mut c = s.client();
+            assert_eq!(c.get("/pid").status, 200);
+            c
+        })
+        .collect();
+    let mut partial: Vec<Client> = (0..2)
+        .map(|_| {
+            let mut c = s.client();
+            c.send(b"GET /pid HTTP/1.1\r\nHost: x\r\n");
+            c
+        })
+        .collect();
+    std::thread::sleep(4 * SEC);
+    for c in &mut partial {
+        assert!(
+            c.closed_within(SEC),
+            "a partial head outlived 2 s under pressure"
+        );
+    }
+    for c in &mut idle {
+        assert_eq!(
+            c.get("/pid").status,
+            200,
+            "an idle keep-alive connection was cut"
+        );
+    }
+    assert!(s.log().contains("connections get 2 s"), "{}", s.log());
+}
