@@ -275,20 +275,44 @@ impl Exchange {
     ) -> io::Result<()> {
         let head = self.head_if_due(w, total)?;
         let mut size_line = Vec::new();
-        // The wire, in order, each part with the object it lies in.
-        let mut parts: Vec<(&[u8], Option<&Bound<'_, PyBytes>>)> =
-            Vec::with_capacity(items.len() + 4);
-        parts.push((&head, None));
+        // The wire, in order, each part with the object it lies in: on the
+        // stack for a few items (the common case), else in a vector.
+        type Part<'a, 'py> = (&'a [u8], Option<&'a Bound<'py, PyBytes>>);
+        const STACK: usize = 12;
+        let mut stack: [Part<'_, '_>; STACK] = [(&[], None); STACK];
+        let mut heap: Vec<Part<'_, '_>> = Vec::new();
+        let small = items.len() + 4 <= STACK;
+        let mut n = 0;
+        let mut push = |part| {
+            if small {
+                stack[n] = part;
+                n += 1;
+            } else {
+                heap.push(part);
+            }
+        };
+        push((&head[..], None));
         let pieces = items.iter().map(|i| (i.as_bytes(), i));
         w.frame(pieces, &mut size_line, true, |bytes, obj| {
-            parts.push((bytes, obj))
+            push((bytes, obj))
         });
+        let parts: &[Part<'_, '_>] = if small { &stack[..n] } else { &heap };
         w.mark_finished();
         let Some(stream) = w.stream.clone() else {
             return Err(io::Error::other("response written after its request ended"));
         };
-        let bufs: Vec<&[u8]> = parts.iter().map(|(b, _)| *b).collect();
-        let wrote = with_io_slices(&bufs, |mut slices| {
+        let mut stack_bufs: [&[u8]; STACK] = [&[]; STACK];
+        let heap_bufs: Vec<&[u8]>;
+        let bufs: &[&[u8]] = if small {
+            for (buf, (bytes, _)) in stack_bufs.iter_mut().zip(parts) {
+                *buf = bytes;
+            }
+            &stack_bufs[..parts.len()]
+        } else {
+            heap_bufs = parts.iter().map(|(b, _)| *b).collect();
+            &heap_bufs
+        };
+        let wrote = with_io_slices(bufs, |mut slices| {
             let before: usize = slices.iter().map(|s| s.len()).sum();
             let all = stream.write_now(&mut slices)?;
             Ok::<_, io::Error>((all, before - slices.iter().map(|s| s.len()).sum::<usize>()))
@@ -306,7 +330,7 @@ impl Exchange {
         }
         // What is left, from the first part not fully written.
         let mut rest = Vec::with_capacity(parts.len());
-        for (bytes, obj) in parts {
+        for &(bytes, obj) in parts {
             if written >= bytes.len() {
                 written -= bytes.len();
                 continue;

@@ -256,21 +256,33 @@ fn send_iterable(
     // delays none of them (PEP 3333, "Buffering and Streaming"), and what
     // the client does not take at once is left to the I/O thread.
     if items_exist(py, iterable) {
-        let items = iterable
-            .try_iter()?
-            .map(|item| bytes_item(&item?))
-            .collect::<PyResult<Vec<_>>>()?;
-        let items: Vec<_> = items
-            .into_iter()
-            .filter(|b| !b.as_bytes().is_empty())
-            .collect();
+        // One item (the common `[body]`) needs no vector.
+        let one;
+        let many;
+        let items: &[Bound<'_, PyBytes>] = match one_item(iterable) {
+            Some(item) => {
+                one = bytes_item(&item)?;
+                std::slice::from_ref(&one)
+            }
+            None => {
+                let mut all = Vec::with_capacity(iterable.len().unwrap_or(0));
+                for item in iterable.try_iter()? {
+                    let item = bytes_item(&item?)?;
+                    if !item.as_bytes().is_empty() {
+                        all.push(item);
+                    }
+                }
+                many = all;
+                &many
+            }
+        };
         let mut guard = ex.output.lock().unwrap_or_else(|p| p.into_inner());
         if guard.started.is_none() {
             return Err(PyRuntimeError::new_err(
                 "the app returned without calling start_response()",
             ));
         }
-        let sent = ex.send_whole(&mut guard, &items, total);
+        let sent = ex.send_whole(&mut guard, items, total);
         drop(guard);
         return Ok(match sent {
             Ok(()) => Ending::Complete,
@@ -350,15 +362,20 @@ fn finish(py: Python<'_>, ex: &Exchange) -> PyResult<Ending> {
     })
 }
 
-fn one_item_length(iterable: &Bound<'_, PyAny>) -> Option<u64> {
-    let item = if let Ok(list) = iterable.cast::<PyList>() {
-        (list.len() == 1).then(|| list.get_item(0).ok())??
+/// The item of a one-item list or tuple.
+fn one_item<'py>(iterable: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
+    if let Ok(list) = iterable.cast::<PyList>() {
+        (list.len() == 1).then(|| list.get_item(0).ok())?
     } else if let Ok(tuple) = iterable.cast::<PyTuple>() {
-        (tuple.len() == 1).then(|| tuple.get_item(0).ok())??
+        (tuple.len() == 1).then(|| tuple.get_item(0).ok())?
     } else {
-        return None;
-    };
-    item.cast::<PyBytes>()
+        None
+    }
+}
+
+fn one_item_length(iterable: &Bound<'_, PyAny>) -> Option<u64> {
+    one_item(iterable)?
+        .cast::<PyBytes>()
         .ok()
         .map(|b| b.as_bytes().len() as u64)
 }
