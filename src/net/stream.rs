@@ -77,18 +77,11 @@ impl Stream {
     }
 
     /// Append at least one and at most `max` bytes to `buf`, waiting up to
-    /// the stall limit. Returns 0 at EOF.
+    /// the stall limit, and no later than `deadline`. Returns 0 at EOF.
     ///
-    /// Errors: `TimedOut` when the peer sent nothing within the limit, or
-    /// the socket error.
-    pub fn read_into(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        self.read_into_by(buf, max, None)
-    }
-
-    /// As [`Stream::read_into`], giving up at `deadline` too.
-    ///
-    /// Errors: as [`Stream::read_into`]; `TimedOut` also at the deadline.
-    pub fn read_into_by(
+    /// Errors: `TimedOut` when the peer sent nothing within the limit or
+    /// by the deadline, or the socket error.
+    pub fn read_into(
         &self,
         buf: &mut Vec<u8>,
         max: usize,
@@ -182,26 +175,15 @@ impl Stream {
         mut slices: &mut [IoSlice<'_>],
         pace: &mut SendPace,
     ) -> io::Result<()> {
-        let mut last_progress = Instant::now();
+        pace.begin_wait();
         loop {
             let before = io_len(slices);
             let done = self.write_now(&mut slices)?;
-            let written = before - io_len(slices);
-            pace.sent(written as u64);
+            pace.sent((before - io_len(slices)) as u64);
             if done {
                 return Ok(());
             }
-            let now = Instant::now();
-            if written > 0 {
-                last_progress = now;
-            }
-            pace.check(now)?;
-            if self.stall.is_some_and(|stall| now - last_progress >= stall) {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "client stalled longer than the timeout",
-                ));
-            }
+            pace.check(Instant::now(), self.stall)?;
             // Wake at least once a second to apply both limits.
             let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLOUT)];
             match crate::scoreboard::client_wait(|| poll(&mut fds, PollTimeout::from(1000u16))) {
@@ -276,11 +258,12 @@ fn io_len(slices: &[IoSlice<'_>]) -> usize {
     slices.iter().map(|s| s.len()).sum()
 }
 
-/// `min_send_rate`: how slowly a client may read a response. Bytes are
-/// counted over windows of [`SendPace::WINDOW`], the first one starting
-/// when the client first makes the server wait (a response the socket
-/// takes at once is never judged); a window that ends with fewer than
-/// `min × 30` bytes read fails the client.
+/// How slowly a client may read a response: `min_send_rate`, and the
+/// stall limit (`--timeout`) without any progress. Bytes are counted over
+/// windows of [`SendPace::WINDOW`], the first one starting when the client
+/// first makes the server wait (a response the socket takes at once is
+/// never judged); a window that ends with fewer than `min × 30` bytes read
+/// fails the client.
 #[derive(Debug, Clone, Copy)]
 pub struct SendPace {
     /// Bytes per second; 0 = no limit.
@@ -289,6 +272,8 @@ pub struct SendPace {
     window: Option<Instant>,
     /// Bytes sent in the current window.
     in_window: u64,
+    /// When the client last took bytes, or a wait for it began.
+    last_progress: Instant,
 }
 
 impl SendPace {
@@ -301,50 +286,70 @@ impl SendPace {
             min,
             window: None,
             in_window: 0,
+            last_progress: Instant::now(),
         }
     }
 
     /// Count `n` more bytes sent.
     pub fn sent(&mut self, n: u64) {
-        self.in_window = self.in_window.saturating_add(n);
+        if n > 0 {
+            self.in_window = self.in_window.saturating_add(n);
+            self.last_progress = Instant::now();
+        }
     }
 
-    /// Judge the client at `now`, while it makes the server wait.
+    /// A write begins that may wait: the stall limit counts from now (the
+    /// time the app took since the last write is not the client's).
+    pub fn begin_wait(&mut self) {
+        self.last_progress = Instant::now();
+    }
+
+    /// When the client last took bytes (or the pace was made).
+    pub fn last_progress(&self) -> Instant {
+        self.last_progress
+    }
+
+    /// Judge the client at `now`, while it makes the server wait; `stall`
+    /// is the longest it may take nothing (`None`: any).
     ///
-    /// Errors: `TimedOut`, naming the rate, when a whole window went by
-    /// with fewer than `min × 30` bytes read.
-    pub fn check(&mut self, now: Instant) -> io::Result<()> {
-        if self.min == 0 {
-            return Ok(());
+    /// Errors: `TimedOut`, saying which limit the client broke: no
+    /// progress for `stall`, or a whole window with fewer than `min × 30`
+    /// bytes read.
+    pub fn check(&mut self, now: Instant, stall: Option<Duration>) -> io::Result<()> {
+        let window = Self::WINDOW.as_secs();
+        match self.window {
+            None => {
+                self.window = Some(now);
+                self.in_window = 0;
+            }
+            Some(start) if self.min > 0 && now.saturating_duration_since(start) >= Self::WINDOW => {
+                if self.in_window < self.min * window {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "client read {} bytes in {window} s, below min_send_rate ({} bytes/s)",
+                            self.in_window, self.min
+                        ),
+                    ));
+                }
+                self.window = Some(now);
+                self.in_window = 0;
+            }
+            Some(_) => {}
         }
-        let Some(start) = self.window else {
-            self.window = Some(now);
-            self.in_window = 0;
-            return Ok(());
-        };
-        if now - start < Self::WINDOW {
-            return Ok(());
-        }
-        if self.in_window < self.min * Self::WINDOW.as_secs() {
+        if stall.is_some_and(|stall| now.saturating_duration_since(self.last_progress) >= stall) {
             return Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!(
-                    "client read {} bytes in {} s, below min_send_rate ({} bytes/s)",
-                    self.in_window,
-                    Self::WINDOW.as_secs(),
-                    self.min
-                ),
+                "client stalled longer than the timeout",
             ));
         }
-        self.window = Some(now);
-        self.in_window = 0;
         Ok(())
     }
 }
 
 /// Call `f` with the non-empty buffers of `bufs` as `IoSlice`s, kept on the
-/// stack when there are at most 16 of them (a response write has at most
-/// 11: head, size line, 8 body pieces, CRLF).
+/// stack when there are at most 16 of them (a streamed block's write has
+/// 4: head, size line, block, CRLF; a whole body's, its items and 4).
 pub fn with_io_slices<R>(bufs: &[&[u8]], f: impl FnOnce(&mut [IoSlice<'_>]) -> R) -> R {
     const STACK: usize = 16;
     if bufs.len() <= STACK {
@@ -375,11 +380,11 @@ mod tests {
         let mut pace = SendPace::new(1024);
         // Bytes sent before the first wait do not count.
         pace.sent(1 << 30);
-        pace.check(t0).unwrap();
+        pace.check(t0, None).unwrap();
         pace.sent(1024 * 29);
-        pace.check(t0 + Duration::from_secs(29)).unwrap();
+        pace.check(t0 + Duration::from_secs(29), None).unwrap();
         // 29 KiB in 30 s is below 1 KiB/s.
-        let e = pace.check(t0 + SendPace::WINDOW).unwrap_err();
+        let e = pace.check(t0 + SendPace::WINDOW, None).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::TimedOut);
         assert!(
             e.to_string().contains("min_send_rate (1024 bytes/s)"),
@@ -387,14 +392,20 @@ mod tests {
         );
 
         let mut pace = SendPace::new(1024);
-        pace.check(t0).unwrap();
+        pace.check(t0, None).unwrap();
         pace.sent(30 * 1024);
-        pace.check(t0 + SendPace::WINDOW).unwrap();
+        pace.check(t0 + SendPace::WINDOW, None).unwrap();
         // A new window: a stall after a fast start is judged on its own.
-        pace.check(t0 + 2 * SendPace::WINDOW).unwrap_err();
+        pace.check(t0 + 2 * SendPace::WINDOW, None).unwrap_err();
 
         let mut unlimited = SendPace::new(0);
-        unlimited.check(t0).unwrap();
-        unlimited.check(t0 + 10 * SendPace::WINDOW).unwrap();
+        unlimited.check(t0, None).unwrap();
+        unlimited.check(t0 + 10 * SendPace::WINDOW, None).unwrap();
+        // No progress for the stall limit fails whatever the rate.
+        let stalled = unlimited.check(
+            Instant::now() + Duration::from_secs(31),
+            Some(Duration::from_secs(30)),
+        );
+        assert!(stalled.unwrap_err().to_string().contains("stalled"));
     }
 }

@@ -721,12 +721,14 @@ impl EventLoop {
     }
 
     /// Accept while the worker has room: an app thread free, and
-    /// connections under the limit or one that may make room for another
-    /// ([`EventLoop::victim`]).
+    /// connections under the limit or one without a response in flight,
+    /// which may make room for another ([`EventLoop::victim`] decides when
+    /// a connection comes; this runs at every accept and close).
     fn update_accepting(&mut self) {
         let room = !self.accept_paused
             && self.busy < self.threads
-            && (self.conns.len() < self.worker_connections || self.victim().is_some());
+            && (self.conns.len() < self.worker_connections
+                || self.conns.iter().any(|(_, c)| c.writing.is_none()));
         let _ = self.set_accepting(room);
     }
 
@@ -824,7 +826,8 @@ impl EventLoop {
             writing: None,
         };
         if self.conns.len() >= self.worker_connections {
-            // Accepting at the limit means a victim was there to make room.
+            // Every candidate has bytes unread (requests, perhaps whole):
+            // the new connection is the one to go.
             let Some(victim) = self.victim() else {
                 return true;
             };
@@ -975,18 +978,22 @@ impl EventLoop {
         let Some(pool) = &self.pool else { return };
         let _ = pool.wake.read();
         let returned: Vec<Returned> = pool.returns.try_iter().collect();
+        let mut tails = false;
         for r in returned {
             self.busy -= 1;
             if let Returned::Open(mut conn) = r {
                 if self.stop_deadline.is_some() && conn.is_idle() {
                     continue;
                 }
+                tails |= conn.writing.is_some();
                 conn.deadline = Instant::now() + self.timeouts.idle(&conn);
                 let key = self.conns.insert(conn);
                 self.watch(key);
             }
         }
-        self.within_budget();
+        if tails {
+            self.within_budget();
+        }
         self.update_accepting();
     }
 

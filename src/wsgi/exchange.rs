@@ -26,9 +26,6 @@ use crate::http::response::{
 use crate::http::{Head, Limits, Version};
 use crate::net::{SendPace, Stream, with_io_slices};
 
-/// Body pieces written with one writev at most (more are split).
-pub(crate) const MAX_PIECES: usize = 8;
-
 /// What `start_response` recorded (PEP 3333, "The start_response() Callable").
 #[derive(Debug, Clone)]
 pub(crate) struct Started {
@@ -208,8 +205,8 @@ impl Exchange {
         }
     }
 
-    /// Send body bytes (`data`, in order, in one writev), with the head
-    /// first if it is not out yet. `total` is the whole body's length when
+    /// Send one block of body bytes (`data`; empty: none) in one writev,
+    /// with the head first if it is not out yet. `total` is the whole body's length when
     /// the server knows it (a one-item list), used when the app gave no
     /// Content-Length.
     ///
@@ -222,17 +219,11 @@ impl Exchange {
         &self,
         py: Python<'_>,
         w: &mut ResponseWriter,
-        data: &[&[u8]],
+        data: &[u8],
         total: Option<u64>,
     ) -> io::Result<()> {
         let head = self.head_if_due(w, total)?;
-        if data.is_empty() {
-            return w.write_body(py, &head, &[]);
-        }
-        for (i, pieces) in data.chunks(MAX_PIECES).enumerate() {
-            w.write_body(py, if i == 0 { &head } else { &[] }, pieces)?;
-        }
-        Ok(())
+        w.write_body(py, &head, data)
     }
 
     /// The response head if it is not out yet (empty if it is), its
@@ -348,7 +339,7 @@ impl Exchange {
     /// our next response as the rest of this body).
     pub(crate) fn finish(&self, py: Python<'_>, w: &mut ResponseWriter) -> io::Result<()> {
         if !w.head_sent {
-            self.send(py, w, &[], Some(0))?;
+            self.send(py, w, b"", Some(0))?;
         }
         w.coalesce(false);
         if w.framing == Framing::Chunked {
@@ -497,15 +488,15 @@ impl ResponseWriter {
         self.reusable = self.keep_alive && complete && !self.broken;
     }
 
-    /// Write the head (if not empty) and up to [`MAX_PIECES`] body pieces,
-    /// framed, in one writev.
-    fn write_body(&mut self, py: Python<'_>, head: &[u8], data: &[&[u8]]) -> io::Result<()> {
-        debug_assert!(data.len() <= MAX_PIECES);
+    /// Write the head (if not empty) and one body block, framed, in one
+    /// writev.
+    fn write_body(&mut self, py: Python<'_>, head: &[u8], data: &[u8]) -> io::Result<()> {
         let mut size_line = Vec::new();
-        let mut bufs: [&[u8]; MAX_PIECES + 3] = [&[]; MAX_PIECES + 3];
+        // Head, chunk-size line, the block, CRLF.
+        let mut bufs: [&[u8]; 4] = [&[]; 4];
         bufs[0] = head;
         let mut n = 1;
-        let pieces = data.iter().map(|d| (*d, ()));
+        let pieces = std::iter::once((data, ())).filter(|(d, _)| !d.is_empty());
         self.frame(pieces, &mut size_line, false, |bytes, _| {
             bufs[n] = bytes;
             n += 1;

@@ -171,7 +171,7 @@ impl BodyReader {
         self.send_continue_if_owed(head_sent)?;
         match self
             .stream
-            .read_into_by(&mut self.raw, READ_SIZE, self.deadline)
+            .read_into(&mut self.raw, READ_SIZE, self.deadline)
         {
             Ok(0) => {
                 // EOF before the body's end: the request is incomplete

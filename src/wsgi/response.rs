@@ -122,7 +122,7 @@ impl Write {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err("write() argument must be bytes"))?;
-        send_chunk(py, &self.ex, &[data.as_bytes()], None)
+        send_chunk(py, &self.ex, data.as_bytes(), None)
             .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("client connection: {e}")))
     }
 }
@@ -168,12 +168,12 @@ impl FileWrapper {
     }
 }
 
-/// Send body pieces in one writev (the GIL is released only if the client
-/// makes us wait).
+/// Send one body block in one writev with the head if due (the GIL is
+/// released only if the client makes us wait).
 fn send_chunk(
     py: Python<'_>,
     ex: &Exchange,
-    data: &[&[u8]],
+    data: &[u8],
     total: Option<u64>,
 ) -> std::io::Result<()> {
     let mut guard = ex.output.lock().unwrap_or_else(|p| p.into_inner());
@@ -251,7 +251,11 @@ fn send_iterable(
         }
     }
     // PEP 3333 lets the server compute Content-Length for a one-item list.
-    let total = one_item_length(iterable);
+    let single = one_item(iterable);
+    let total = single
+        .as_ref()
+        .and_then(|item| item.cast::<PyBytes>().ok())
+        .map(|b| b.as_bytes().len() as u64);
     // The items of a list or tuple exist already: sending them together
     // delays none of them (PEP 3333, "Buffering and Streaming"), and what
     // the client does not take at once is left to the I/O thread.
@@ -259,7 +263,7 @@ fn send_iterable(
         // One item (the common `[body]`) needs no vector.
         let one;
         let many;
-        let items: &[Bound<'_, PyBytes>] = match one_item(iterable) {
+        let items: &[Bound<'_, PyBytes>] = match single {
             Some(item) => {
                 one = bytes_item(&item)?;
                 std::slice::from_ref(&one)
@@ -305,7 +309,7 @@ fn send_iterable(
                 .unwrap_or_else(|p| p.into_inner())
                 .coalesce(true);
         }
-        if send_chunk(py, ex, &[chunk.as_bytes()], total).is_err() {
+        if send_chunk(py, ex, chunk.as_bytes(), total).is_err() {
             return Ok(failed(ex));
         }
         blocks += 1;
@@ -373,13 +377,6 @@ fn one_item<'py>(iterable: &Bound<'py, PyAny>) -> Option<Bound<'py, PyAny>> {
     }
 }
 
-fn one_item_length(iterable: &Bound<'_, PyAny>) -> Option<u64> {
-    one_item(iterable)?
-        .cast::<PyBytes>()
-        .ok()
-        .map(|b| b.as_bytes().len() as u64)
-}
-
 /// Send a `wsgi.file_wrapper` with sendfile(2) when its file has a descriptor
 /// of a regular file; `None` means "iterate it instead".
 fn try_sendfile(
@@ -418,7 +415,7 @@ fn try_sendfile(
     let available = (stat.st_size - offset).max(0) as u64;
     let len = started.length.map_or(available, |n| n.min(available));
     let w: &mut ResponseWriter = &mut guard;
-    let sent = ex.send(py, w, &[], Some(len)).and_then(|()| {
+    let sent = ex.send(py, w, b"", Some(len)).and_then(|()| {
         if w.body_allowed() {
             let stream = Arc::clone(w.stream().ok_or(std::io::ErrorKind::NotConnected)?);
             let (mut at, mut left) = (offset, len);

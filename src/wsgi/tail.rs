@@ -82,7 +82,6 @@ pub struct Tail {
     /// Bytes still to write.
     unsent: u64,
     pace: SendPace,
-    last_progress: Instant,
 }
 
 impl Tail {
@@ -112,8 +111,8 @@ impl Tail {
             .collect::<Vec<_>>();
         let unsent = pieces.iter().map(|p| p.bytes().len() as u64).sum();
         let mut pace = SendPace::new(min_send_rate);
-        let now = Instant::now();
-        let _ = pace.check(now);
+        // The client made us wait: its first window starts now.
+        let _ = pace.check(Instant::now(), None);
         Tail {
             stream,
             pieces,
@@ -123,7 +122,6 @@ impl Tail {
             held,
             unsent,
             pace,
-            last_progress: now,
         }
     }
 
@@ -158,7 +156,7 @@ impl Tail {
 
     /// When the client last took bytes (or the tail was made).
     pub fn last_progress(&self) -> Instant {
-        self.last_progress
+        self.pace.last_progress()
     }
 
     /// Whether the tail owes a file wrapper's `close()` (so the app thread
@@ -201,7 +199,6 @@ impl Tail {
                     Some(n) => {
                         file.left -= n as u64;
                         self.unsent -= n as u64;
-                        self.last_progress = Instant::now();
                         self.pace.sent(n as u64);
                     }
                 }
@@ -215,14 +212,7 @@ impl Tail {
     ///
     /// Errors: `TimedOut`, saying which limit the client broke.
     pub fn check(&mut self, now: Instant, stall: Option<Duration>) -> io::Result<()> {
-        self.pace.check(now)?;
-        if stall.is_some_and(|stall| now - self.last_progress >= stall) {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "client stalled longer than the timeout",
-            ));
-        }
-        Ok(())
+        self.pace.check(now, stall)
     }
 
     fn advance(&mut self, mut n: usize) {
@@ -231,7 +221,6 @@ impl Tail {
         }
         self.unsent -= n as u64;
         self.pace.sent(n as u64);
-        self.last_progress = Instant::now();
         while n > 0 {
             let left = self.pieces[self.at].bytes().len() - self.offset;
             if n < left {

@@ -254,3 +254,22 @@ fn under_pressure_heads_get_2_s_but_idle_keep_alive_connections_keep_theirs() {
     }
     assert!(s.log().contains("connections get 2 s"), "{}", s.log());
 }
+
+/// `--header-timeout`: a head not complete that long after the connection
+/// is closed, whatever `--timeout` says; a complete one is served.
+#[test]
+fn a_head_not_complete_within_header_timeout_is_closed() {
+    let s = testapp("header-timeout")
+        .args(["--header-timeout", "1", "--timeout", "60"])
+        .start();
+    let mut slow = s.client();
+    let started = Instant::now();
+    slow.send(b"GET /pid HTTP/1.1\r\nHost: x\r\n");
+    assert!(slow.closed_within(5 * SEC), "a partial head was kept");
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_millis(900)..3 * SEC).contains(&took),
+        "closed after {took:?}"
+    );
+    assert_eq!(s.get("/pid").status, 200);
+}
