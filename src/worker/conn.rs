@@ -42,6 +42,10 @@ pub(crate) struct Conn {
     pub fresh: bool,
     /// A response the I/O thread is writing, the client slower than the app.
     pub writing: Option<Box<Writing>>,
+    /// In the I/O thread's epoll set. Not yet when its first request was
+    /// read at accept: a connection answered and closed at once never
+    /// joins it.
+    pub watched: bool,
 }
 
 /// A response handed to the I/O thread (its [`Tail`]), and what is due

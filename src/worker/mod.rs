@@ -54,6 +54,9 @@ const SIGNALS: [Signal; 8] = [
 
 /// Bytes read per recv(2) while waiting for a head.
 const READ_SIZE: usize = 16 * 1024;
+/// After a read at accept that found no request, how many accepts leave
+/// the read to epoll (see `EventLoop::first_read`).
+const EARLY_READ_BACKOFF: u8 = 8;
 /// How often idle and slow connections are checked against their deadlines.
 const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 /// With three quarters of `worker_connections` open, the most time a
@@ -454,6 +457,8 @@ struct EventLoop {
     pressed: bool,
     /// Out of descriptors: not accepting until the next sweep.
     accept_paused: bool,
+    /// Accepts left before the next read at accept (see `first_read`).
+    early_misses: u8,
     /// `write_budget`: bytes of the app's response bodies the tails may hold.
     write_budget: u64,
     /// Per listener: its connections come with TCP_NODELAY set (inherited).
@@ -550,6 +555,7 @@ impl EventLoop {
             },
             pressed: false,
             accept_paused: false,
+            early_misses: 0,
             nodelay,
             write_budget: settings.write_budget,
             stall: settings.timeout,
@@ -754,7 +760,9 @@ impl EventLoop {
 
     /// What a connection waits for: bytes of a request, or room for the
     /// rest of a response.
-    fn interest(&self, conn: &Conn) -> EpollFlags {
+    /// What the I/O thread waits for on `conn`: readable, or writable
+    /// while it writes a tail.
+    fn interest(threaded: bool, conn: &Conn) -> EpollFlags {
         let ready = if conn.writing.is_some() {
             EpollFlags::EPOLLOUT
         } else {
@@ -762,7 +770,7 @@ impl EventLoop {
         };
         // Threaded: a connection handed to an app thread must not wake us,
         // so interest is one-shot and re-armed when it comes back.
-        if self.pool.is_some() {
+        if threaded {
             ready | EpollFlags::EPOLLONESHOT
         } else {
             ready
@@ -824,6 +832,7 @@ impl EventLoop {
             deadline: Instant::now() + self.timeouts.head,
             fresh: true,
             writing: None,
+            watched: false,
         };
         if self.conns.len() >= self.worker_connections {
             // Every candidate has bytes unread (requests, perhaps whole):
@@ -838,16 +847,36 @@ impl EventLoop {
             );
             self.conns.remove(victim);
         }
-        // (Reading at once, before epoll says the request is there, costs
-        // a recv(2) that finds nothing: clients write only once they see
-        // the connection made, which is after we accept it.)
-        let flags = self.interest(&conn);
-        let entry = self.conns.vacant_entry();
-        let ev = EpollEvent::new(flags, TOKEN_CONN + entry.key() as u64);
-        if self.epoll.add(conn.stream.fd(), ev).is_ok() {
-            entry.insert(conn);
-        }
+        let key = self.conns.insert(conn);
+        self.first_read(key);
         true
+    }
+
+    /// Read a just-accepted connection at once, or leave it to epoll.
+    ///
+    /// A client writes its request as soon as the handshake completes,
+    /// which is before accept(2) returns when the worker is the slower
+    /// side: then the request is served now, and a connection that closes
+    /// after it never costs an epoll_ctl(2). When the last try found
+    /// nothing (the worker is waiting on its clients), the next few wait
+    /// for epoll instead of paying a recv(2) that finds nothing.
+    fn first_read(&mut self, key: usize) {
+        if self.early_misses > 0 {
+            self.early_misses -= 1;
+            return self.watch(key);
+        }
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let before = conn.buf.len();
+        self.on_readable(key);
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.fresh && c.buf.len() == before)
+        {
+            self.early_misses = EARLY_READ_BACKOFF;
+        }
     }
 
     fn on_ready(&mut self, key: usize) {
@@ -912,11 +941,19 @@ impl EventLoop {
     /// Point the epoll interest of connection `key` at what it now waits
     /// for (a one-shot interest is re-armed).
     fn watch(&mut self, key: usize) {
-        if let Some(conn) = self.conns.get(key) {
-            let mut ev = EpollEvent::new(self.interest(conn), TOKEN_CONN + key as u64);
-            if self.epoll.modify(conn.stream.fd(), &mut ev).is_err() {
-                self.close(key);
-            }
+        let threaded = self.pool.is_some();
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let mut ev = EpollEvent::new(Self::interest(threaded, conn), TOKEN_CONN + key as u64);
+        let done = if conn.watched {
+            self.epoll.modify(conn.stream.fd(), &mut ev)
+        } else {
+            self.epoll.add(conn.stream.fd(), ev)
+        };
+        conn.watched = true;
+        if done.is_err() {
+            self.close(key);
         }
     }
 
@@ -965,7 +1002,10 @@ impl EventLoop {
         let conn = &mut self.conns[key];
         // Inline, the I/O thread is app thread 0.
         match serve(&self.ctx, self.ctx.slot.thread(0), conn, head) {
-            Next::Read => conn.deadline = Instant::now() + self.timeouts.idle(conn),
+            Next::Read => {
+                conn.deadline = Instant::now() + self.timeouts.idle(conn);
+                self.rearm(key);
+            }
             Next::Write => {
                 self.watch(key);
                 self.within_budget();
@@ -997,10 +1037,10 @@ impl EventLoop {
         self.update_accepting();
     }
 
-    /// Re-arm a one-shot interest (threaded); a level-triggered interest
-    /// (inline) needs nothing.
+    /// Re-arm a one-shot interest (threaded), or join the epoll set; a
+    /// level-triggered interest (inline) needs nothing.
     fn rearm(&mut self, key: usize) {
-        if self.pool.is_some() {
+        if self.pool.is_some() || self.conns.get(key).is_some_and(|c| !c.watched) {
             self.watch(key);
         }
     }
