@@ -859,8 +859,13 @@ impl EventLoop {
     /// side: then the request is served now, and a connection that closes
     /// after it never costs an epoll_ctl(2). When the last try found
     /// nothing (the worker is waiting on its clients), the next few wait
-    /// for epoll instead of paying a recv(2) that finds nothing.
+    /// for epoll instead of paying a recv(2) that finds nothing. A stopping
+    /// worker, taking what the kernel queued (`begin_stop`), only accepts:
+    /// serving there would accept on while clients keep connecting.
     fn first_read(&mut self, key: usize) {
+        if self.stop_deadline.is_some() {
+            return self.watch(key);
+        }
         if self.early_misses > 0 {
             self.early_misses -= 1;
             return self.watch(key);
