@@ -920,7 +920,7 @@ fn a_request_smuggled_behind_a_framing_trick_never_reaches_the_app() {
 
 /// A body the app did not read is read and thrown away, never parsed as the
 /// next request (a request inside it never runs); one that does not come
-/// within a second, or is over 1 MiB, closes the connection instead, so a
+/// within 100 ms, or is over 1 MiB, closes the connection instead, so a
 /// client trickling it cannot hold the worker.
 #[test]
 fn an_unread_body_is_drained_never_parsed_and_a_trickled_one_closes() {
@@ -933,8 +933,9 @@ fn an_unread_body_is_drained_never_parsed_and_a_trickled_one_closes() {
     expect_status(&c.read_response(), 200);
     expect_status(&c.read_response(), 200);
     assert_eq!(recorded(&s), ["front", "next"]);
-    // 10 of 100,000 bytes, then nothing: answered, then closed within the
-    // drain's second, not after --timeout (30 s).
+    // 10 of 100,000 bytes, then nothing: answered, then closed (our FIN
+    // at once, a lingering close) after the drain's 100 ms, not after
+    // --timeout (30 s).
     let mut c = s.client();
     let mut raw = request(
         "POST",
@@ -951,6 +952,104 @@ fn an_unread_body_is_drained_never_parsed_and_a_trickled_one_closes() {
         started.elapsed() < 3 * SEC,
         "closed after {:?}",
         started.elapsed()
+    );
+    expect_status(&s.get("/record?tag=after"), 200);
+}
+
+/// A response to a request whose body the app did not read reaches the
+/// client whole, while the client is still sending that body: the worker
+/// closes with a lingering close (FIN after the response, the body read
+/// and dropped), never over unread bytes, which makes the kernel send a
+/// RST that throws away what of the response it still holds (RFC 9112
+/// §9.6). The client's small receive buffer keeps most of the 4 MiB
+/// response in the worker's send buffer when the worker closes.
+#[test]
+fn a_response_survives_a_body_still_coming_when_the_connection_closes() {
+    for threads in ["1", "4"] {
+        let s = testapp("linger").tcp().args(["--threads", threads]).start();
+        response_survives_unread_body(&s, threads);
+    }
+}
+
+fn response_survives_unread_body(s: &Server, threads: &str) {
+    let Addr::Tcp(addr) = s.addr else {
+        panic!("a TCP listener expected")
+    };
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    sock.set_recv_buffer_size(16 * 1024).unwrap();
+    sock.connect_timeout(&addr.into(), 5 * SEC).unwrap();
+    let mut stream: std::net::TcpStream = sock.into();
+    let size = 4 << 20;
+    // 64 MiB declared: far more than the drain takes (1 MiB).
+    let head = format!(
+        "POST /big?size={size} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        64 << 20
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut sender = stream.try_clone().unwrap();
+    sender.set_write_timeout(Some(SEC)).unwrap();
+    // Body bytes for 2 s, or until the worker stops taking them.
+    let sending = thread::spawn(move || {
+        let block = vec![b'b'; 64 * 1024];
+        let until = Instant::now() + 2 * SEC;
+        let mut sent = 0usize;
+        while Instant::now() < until && sender.write_all(&block).is_ok() {
+            sent += block.len();
+        }
+        sent
+    });
+    thread::sleep(Duration::from_millis(500));
+    stream.set_read_timeout(Some(10 * SEC)).unwrap();
+    let mut got = Vec::new();
+    let read = std::io::Read::read_to_end(&mut stream, &mut got);
+    let sent = sending.join().unwrap();
+    let text = String::from_utf8_lossy(&got[..got.len().min(200)]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text:?}");
+    let head_end = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    let body = got.len() - head_end;
+    assert!(
+        read.is_ok() && body == size,
+        "--threads {threads}: {body} of {size} body bytes, then {read:?} (the client had sent {sent} body bytes)"
+    );
+}
+
+/// A lingering close is bounded: a client that goes on sending a body
+/// nobody reads, after its response, is cut off after 5 s.
+#[test]
+fn a_lingering_close_ends_after_5_s() {
+    let s = testapp("linger-bound").start();
+    let mut c = s.client();
+    let mut raw = request(
+        "POST",
+        "/record?tag=ignored",
+        &[("Content-Length", "100000000")],
+        b"",
+    );
+    raw.extend_from_slice(&[b'b'; 1024]);
+    c.send(&raw);
+    expect_status(&c.read_response(), 200);
+    let started = Instant::now();
+    c.stream.set_write_timeout(SEC).unwrap();
+    let cut = loop {
+        thread::sleep(Duration::from_millis(100));
+        if let Err(e) = c.stream.write_all(&[b'b'; 1024]) {
+            break e;
+        }
+        assert!(started.elapsed() < 15 * SEC, "still open after 15 s");
+    };
+    let after = started.elapsed();
+    assert!(
+        (4 * SEC..9 * SEC).contains(&after),
+        "cut after {after:?} ({cut})"
     );
     expect_status(&s.get("/record?tag=after"), 200);
 }

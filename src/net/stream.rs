@@ -218,9 +218,29 @@ impl Stream {
         }
     }
 
-    /// Shut down both directions, so a peer blocked on us sees EOF now.
-    pub fn shutdown(&self) {
-        let _ = self.sock.shutdown(std::net::Shutdown::Both);
+    /// Send our FIN once what is queued has gone: the peer sees the end
+    /// of the response, and may go on sending.
+    pub fn shutdown_write(&self) {
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+    }
+
+    /// Read and drop what the peer sent, without waiting: up to 1 MiB per
+    /// call, so that one sender cannot keep the caller. Returns false at
+    /// the peer's EOF.
+    ///
+    /// Errors: the socket's (a reset peer).
+    pub fn discard(&self) -> io::Result<bool> {
+        let mut scratch = [MaybeUninit::<u8>::uninit(); 16 * 1024];
+        for _ in 0..64 {
+            match self.sock.recv(&mut scratch) {
+                Ok(0) => return Ok(false),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
     }
 
     fn wait(&self, events: PollFlags) -> io::Result<()> {

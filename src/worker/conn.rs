@@ -19,6 +19,10 @@ use crate::net::{AllowList, Peer, Stream};
 use crate::scoreboard::{Slot, ThreadSlot};
 use crate::wsgi::{App, Captured, Request, Tail};
 
+/// The longest a closing connection waits for the client to stop sending
+/// (see [`Conn::begin_linger`]).
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(5);
+
 /// An open client connection.
 #[derive(Debug)]
 pub(crate) struct Conn {
@@ -42,6 +46,9 @@ pub(crate) struct Conn {
     pub fresh: bool,
     /// A response the I/O thread is writing, the client slower than the app.
     pub writing: Option<Box<Writing>>,
+    /// Answered and closing: what the client still sends is read and
+    /// discarded until it stops or `deadline` ([`Conn::begin_linger`]).
+    pub lingering: bool,
     /// In the I/O thread's epoll set. Not yet when its first request was
     /// read at accept: a connection answered and closed at once never
     /// joins it.
@@ -61,6 +68,8 @@ pub(crate) struct Writing {
     captured: Captured,
     /// The connection may carry another request after it.
     pub keep_alive: bool,
+    /// If not, it closes with a lingering close (`Outcome::linger`).
+    pub linger: bool,
 }
 
 /// What the connection does after `serve`.
@@ -68,6 +77,9 @@ pub(crate) struct Writing {
 pub(crate) enum Next {
     /// Wait for the next request.
     Read,
+    /// The response is out; the I/O thread discards what the client still
+    /// sends, then closes ([`Conn::begin_linger`]).
+    Linger,
     /// The I/O thread writes the rest of a response (`Conn::writing`).
     Write,
     /// Close it.
@@ -151,11 +163,25 @@ impl Conn {
         }
     }
 
-    /// Answer a malformed request and leave the connection to be dropped.
-    pub fn reject(&self, err: &ParseError) {
+    /// Answer a malformed request, and begin closing the connection.
+    pub fn reject(&mut self, err: &ParseError) {
         tracing::debug!("invalid request from {}: {err}", self.peer);
         let _ = self.stream.write_all(&error_response(err));
-        self.stream.shutdown();
+        self.begin_linger();
+    }
+
+    /// Begin a lingering close, the response written: send our FIN after
+    /// it, and read and discard what the client still sends, until its
+    /// EOF or [`LINGER_TIME`]. Closing over unread bytes would make the
+    /// kernel send a RST, which drops what of the response is still in
+    /// our send buffer or unread in the client's (RFC 9112 §9.6; nginx's
+    /// `lingering_close`).
+    pub fn begin_linger(&mut self) {
+        self.stream.shutdown_write();
+        self.lingering = true;
+        self.buf = Vec::new();
+        self.awaiting_proxy = None;
+        self.deadline = Instant::now() + LINGER_TIME;
     }
 }
 
@@ -188,7 +214,7 @@ pub(crate) fn serve(
                 Ok(None) => return Next::Read,
                 Err(e) => {
                     conn.reject(&e);
-                    return Next::Close;
+                    return Next::Linger;
                 }
             }
         }
@@ -218,6 +244,7 @@ pub(crate) fn serve(
                 sent: outcome.sent,
                 captured: outcome.captured,
                 keep_alive: outcome.keep_alive,
+                linger: outcome.linger,
             }));
             return Next::Write;
         }
@@ -231,6 +258,10 @@ pub(crate) fn serve(
             took,
             &outcome.captured,
         );
+        if outcome.linger {
+            conn.begin_linger();
+            return Next::Linger;
+        }
         if !outcome.keep_alive {
             return Next::Close;
         }
@@ -239,7 +270,7 @@ pub(crate) fn serve(
             Ok(None) => return Next::Read,
             Err(e) => {
                 conn.reject(&e);
-                return Next::Close;
+                return Next::Linger;
             }
         }
     }

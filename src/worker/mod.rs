@@ -37,7 +37,7 @@ use crate::net::{Peer, Stream};
 use crate::scoreboard::{Slot, State as SlotState};
 use crate::signals::SignalPipe;
 use crate::wsgi::{App, AppError, AppSource, AppSpec, Forked, Forwarding, Hooks, PythonLogging};
-use conn::{Conn, Next, ServeCtx, serve};
+use conn::{Conn, LINGER_TIME, Next, ServeCtx, serve};
 use pool::{Job, Pool, Returned};
 
 /// Signals a worker acts on; the rest keep their default disposition.
@@ -484,7 +484,9 @@ struct EventLoop {
 
 impl Timeouts {
     fn idle(self, conn: &Conn) -> Duration {
-        if conn.buf.is_empty() {
+        if conn.lingering {
+            LINGER_TIME
+        } else if conn.buf.is_empty() {
             self.keepalive
         } else {
             self.head
@@ -738,24 +740,24 @@ impl EventLoop {
         let _ = self.set_accepting(room);
     }
 
-    /// At `worker_connections`, the connection to close for a new one: an
-    /// idle keep-alive connection (the cheapest to lose), else the one
-    /// that has waited longest for a complete head. Never one with a
-    /// response in flight, or bytes waiting unread (perhaps a whole
-    /// request): a client whose request is complete is not dropped for a
-    /// slow one.
+    /// At `worker_connections`, the connection to close for a new one: one
+    /// in a lingering close (answered already), else an idle keep-alive
+    /// connection (the cheapest to lose), else the one that has waited
+    /// longest for a complete head. Never one with a response in flight,
+    /// or bytes waiting unread (perhaps a whole request): a client whose
+    /// request is complete is not dropped for a slow one.
     fn victim(&self) -> Option<usize> {
-        let mut waiting: Vec<(bool, Instant, usize)> = self
+        let mut waiting: Vec<(bool, bool, Instant, usize)> = self
             .conns
             .iter()
             .filter(|(_, c)| c.writing.is_none())
-            .map(|(k, c)| (c.fresh || !c.buf.is_empty(), c.deadline, k))
+            .map(|(k, c)| (!c.lingering, c.fresh || !c.buf.is_empty(), c.deadline, k))
             .collect();
         waiting.sort_unstable();
         waiting
             .into_iter()
-            .map(|(_, _, k)| k)
-            .find(|&k| !self.conns[k].has_unread_bytes())
+            .map(|(_, _, _, k)| k)
+            .find(|&k| self.conns[k].lingering || !self.conns[k].has_unread_bytes())
     }
 
     /// What a connection waits for: bytes of a request, or room for the
@@ -832,6 +834,7 @@ impl EventLoop {
             deadline: Instant::now() + self.timeouts.head,
             fresh: true,
             writing: None,
+            lingering: false,
             watched: false,
         };
         if self.conns.len() >= self.worker_connections {
@@ -878,7 +881,7 @@ impl EventLoop {
         if self
             .conns
             .get(key)
-            .is_some_and(|c| c.fresh && c.buf.len() == before)
+            .is_some_and(|c| c.fresh && !c.lingering && c.buf.len() == before)
         {
             self.early_misses = EARLY_READ_BACKOFF;
         }
@@ -908,10 +911,14 @@ impl EventLoop {
             }
         }
         let writing = *conn.writing.take().expect("checked");
-        let keep_alive = writing.keep_alive;
+        let (keep_alive, writing_linger) = (writing.keep_alive, writing.linger);
         writing.finish(&self.ctx, &conn.peer);
         if !keep_alive {
-            return self.close(key);
+            if !writing_linger {
+                return self.close(key);
+            }
+            conn.begin_linger();
+            return self.watch(key);
         }
         conn.deadline = Instant::now() + self.timeouts.idle(conn);
         // A pipelined request may be buffered already.
@@ -928,7 +935,7 @@ impl EventLoop {
             Ok(None) => self.watch(key),
             Err(e) => {
                 conn.reject(&e);
-                self.close(key);
+                self.watch(key);
             }
         }
     }
@@ -966,6 +973,12 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        if conn.lingering {
+            return match conn.stream.discard() {
+                Ok(true) => self.rearm(key),
+                Ok(false) | Err(_) => self.close(key),
+            };
+        }
         match conn.stream.try_read_into(&mut conn.buf, READ_SIZE) {
             Ok(Some(0)) | Err(_) => {
                 self.close(key);
@@ -978,7 +991,7 @@ impl EventLoop {
             Ok(false) => return self.rearm(key),
             Err(e) => {
                 conn.reject(&e);
-                return self.close(key);
+                return self.rearm(key);
             }
         }
         match conn.next_head(&self.ctx.rules) {
@@ -990,7 +1003,7 @@ impl EventLoop {
             }
             Err(e) => {
                 conn.reject(&e);
-                self.close(key);
+                self.rearm(key);
             }
             Ok(Some(head)) => self.dispatch(key, head),
         }
@@ -1015,6 +1028,7 @@ impl EventLoop {
                 self.watch(key);
                 self.within_budget();
             }
+            Next::Linger => self.rearm(key),
             Next::Close => self.close(key),
         }
     }
@@ -1109,8 +1123,10 @@ impl EventLoop {
         // Bytes we have not read yet arrived while this thread was busy (an
         // inline request): the client was not slow, we were; they are read
         // on the next turn, and the deadline applies again after that.
-        self.conns
-            .retain(|_, c| c.writing.is_some() || c.deadline > now || c.has_unread_bytes());
+        // A lingering close ends at its deadline, whatever is still coming.
+        self.conns.retain(|_, c| {
+            c.writing.is_some() || c.deadline > now || (!c.lingering && c.has_unread_bytes())
+        });
         if self.conns.len() != before {
             self.update_accepting();
         }

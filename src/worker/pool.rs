@@ -100,7 +100,7 @@ fn app_thread(
     let thread = ctx.slot.thread(index);
     for Job { mut conn, head } in jobs {
         let returned = match serve(ctx, thread, &mut conn, head) {
-            Next::Read | Next::Write => Returned::Open(conn),
+            Next::Read | Next::Write | Next::Linger => Returned::Open(conn),
             Next::Close => Returned::Closed,
         };
         let _ = done.send(returned);

@@ -35,9 +35,10 @@ pub use tail::Tail;
 /// Bytes of unread request body the worker reads and discards to keep a
 /// connection alive; a larger remainder closes the connection instead.
 const DRAIN_LIMIT: usize = 1 << 20;
-/// How long the worker waits for the rest of a body the app did not read
-/// before it closes the connection instead.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long the app thread waits for the rest of a body the app did not
+/// read; past it the connection closes instead, after a lingering close
+/// on the I/O thread ([`Outcome::linger`]).
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Why the app could not be made ready; the worker maps these to exit codes.
 #[derive(Debug, thiserror::Error)]
@@ -173,6 +174,12 @@ pub struct Request<'a> {
 pub struct Outcome {
     /// The connection may carry another request.
     pub keep_alive: bool,
+    /// Not `keep_alive`, and the client may still be sending the request's
+    /// body (the app did not read it all, nor did the drain): close only
+    /// after the client has stopped, else the kernel answers its bytes with
+    /// a RST that can destroy the response before the client reads it
+    /// (RFC 9112 §9.6).
+    pub linger: bool,
     /// Bytes read past this request: the start of the next one.
     pub buf: Vec<u8>,
     /// The status code sent, if a response head went out.
@@ -521,8 +528,12 @@ impl App {
                 keep_alive = false;
             }
         }
+        // A cut response has nothing left for the client to read.
+        let linger =
+            !matches!(ending, Ending::Aborted) && body.as_ref().is_some_and(|b| !b.is_done());
         Outcome {
             keep_alive,
+            linger,
             buf,
             status,
             sent,

@@ -277,7 +277,7 @@ impl Stream {
         }
     }
 
-    fn set_write_timeout(&self, t: Duration) -> io::Result<()> {
+    pub fn set_write_timeout(&self, t: Duration) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.set_write_timeout(Some(t)),
             Stream::Unix(s) => s.set_write_timeout(Some(t)),
