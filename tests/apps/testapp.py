@@ -43,6 +43,7 @@ Every route is deterministic so the Rust side can compute what it expects:
 """
 
 import hashlib
+import io
 import json
 import os
 import signal
@@ -356,9 +357,27 @@ def route_closing(environ, start_response, q):
     return _text(start_response, "unknown mode\n", "400 Bad Request")
 
 
+class MarkedFile(io.FileIO):
+    """A file whose close() leaves a marker (`close-TOKEN`), as Closing."""
+
+    def __init__(self, path, token):
+        super().__init__(path, "rb")
+        self.token = token
+
+    def close(self):
+        if not self.closed:
+            d = _marker_dir()
+            if d:
+                tmp = os.path.join(d, "close-%s.tmp" % self.token)
+                with open(tmp, "w") as f:
+                    f.write("closed at %d\n" % self.tell())
+                os.rename(tmp, os.path.join(d, "close-%s" % self.token))
+        super().close()
+
+
 def route_file(environ, start_response, q):
     path = q["path"]
-    f = open(path, "rb")
+    f = MarkedFile(path, q["token"]) if "token" in q else open(path, "rb")
     headers = [("Content-Type", "application/octet-stream")]
     if q.get("length", "1") == "1":
         headers.append(("Content-Length", str(os.fstat(f.fileno()).st_size)))

@@ -166,9 +166,10 @@ fn slowloris_connections_over_the_limit_do_not_lock_out_a_normal_client() {
 }
 
 /// A client that stops reading is cut once a 30 s window passes below
-/// `min_send_rate` — a body left to the I/O thread (a list) and a
-/// streamed one whose app thread waits (a generator) alike — the cut is
-/// logged, and the streamed iterable's close() runs.
+/// `min_send_rate` — a body left to the I/O thread (a list, or a file it
+/// sends with sendfile) and a streamed one whose app thread waits (a
+/// generator) alike — the cut is logged, and close() runs: the streamed
+/// iterable's, and the file's (through `wsgi.file_wrapper`).
 #[test]
 fn a_client_below_min_send_rate_is_cut_and_close_still_runs() {
     let s = testapp("min-send-rate")
@@ -179,6 +180,10 @@ fn a_client_below_min_send_rate_is_cut_and_close_still_runs() {
     let addr = tcp_addr(&s);
     let mut list = non_readers(addr, 1, "/big?mib=8&mode=list");
     let mut stream = non_readers(addr, 1, "/closing?mode=stream&token=slow");
+    let big = s.dir.join("big.bin");
+    std::fs::write(&big, vec![b'f'; 16 << 20]).unwrap();
+    let target = format!("/file?token=slowfile&path={}", big.display());
+    let mut file = non_readers(addr, 1, &target);
     let cut = |c: &mut TcpStream| {
         // Drain what the kernel holds: a cut connection then ends.
         c.set_read_timeout(Some(SEC)).unwrap();
@@ -207,11 +212,16 @@ fn a_client_below_min_send_rate_is_cut_and_close_still_runs() {
         "the streamed iterable's close() did not run: {}",
         s.log()
     );
-    assert!(cut(&mut list[0]) && cut(&mut stream[0]));
+    assert!(cut(&mut list[0]) && cut(&mut stream[0]) && cut(&mut file[0]));
     assert!(
         poll_until(10 * SEC, || s.log().matches("below min_send_rate").count()
-            >= 2),
-        "both responses cut: {}",
+            >= 3),
+        "all three responses cut: {}",
+        s.log()
+    );
+    assert!(
+        file_gets(&s.dir.join("close-slowfile"), "closed at", 10 * SEC),
+        "the file's close() did not run: {}",
         s.log()
     );
 }
@@ -272,4 +282,48 @@ fn a_head_not_complete_within_header_timeout_is_closed() {
         "closed after {took:?}"
     );
     assert_eq!(s.get("/pid").status, 200);
+}
+
+/// The soft limit of a process's open files (`Max open files` of
+/// /proc/PID/limits).
+fn nofile_soft(pid: i32) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/limits"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Max open files"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Out of descriptors (RLIMIT_NOFILE 64, soft and hard: the worker cannot
+/// raise it), 100 connections that send nothing make accept(2) fail with
+/// EMFILE. The worker makes room as at `worker_connections`, closing the
+/// one that has waited longest for a head, so a normal client is answered
+/// at once rather than after `header_timeout` (10 s). Given room under
+/// the hard limit, the worker raises its soft limit to fit
+/// `worker_connections` (1000) and its app's files.
+#[test]
+fn out_of_descriptors_the_worker_makes_room_and_raises_its_soft_limit() {
+    let s = testapp("emfile")
+        .tcp()
+        .wrapper(["prlimit", "--nofile=64:64"])
+        .start();
+    let addr = tcp_addr(&s);
+    let worker = s.get("/pid").text().trim().parse::<i32>().expect("pid");
+    assert_eq!(nofile_soft(worker), 64);
+    let idle: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect_timeout(&addr, 5 * SEC).expect("connect"))
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_all_answered(
+        &normal_client(&s, 3, 3 * SEC),
+        "with 100 silent connections and 64 descriptors",
+    );
+    drop(idle);
+
+    let s = testapp("nofile")
+        .wrapper(["prlimit", "--nofile=256:4096"])
+        .start();
+    let worker = s.get("/pid").text().trim().parse::<i32>().expect("pid");
+    assert_eq!(nofile_soft(worker), 2024, "1000 connections + 1024");
 }
