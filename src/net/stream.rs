@@ -36,15 +36,16 @@ impl Stream {
         Stream { sock, stall, tcp }
     }
 
-    /// Let TCP coalesce small writes (Nagle's algorithm, TCP_NODELAY off)
-    /// while a streamed body's blocks follow one another, or stop (off:
-    /// what is held goes out at once, tcp(7)). A block goes out at once
-    /// when the ones before it were acknowledged, else with them; without
-    /// it, a generator of 64 × 16 KiB costs a segment per block. Nothing
-    /// on a UNIX socket.
-    pub fn coalesce(&self, on: bool) {
+    /// Let TCP coalesce what is written from now on (Nagle's algorithm:
+    /// TCP_NODELAY off), on a connection that closes after this response.
+    /// A write goes out at once when all before it was acknowledged, else
+    /// with what follows; close(2) or shutdown(2) sends what is held with
+    /// the FIN (tcp(7)). Without it, a generator of 64 × 16 KiB costs a
+    /// segment per block, and the FIN a segment of its own. Nothing on a
+    /// UNIX socket.
+    pub fn coalesce_until_close(&self) {
         if self.tcp {
-            let _ = self.sock.set_tcp_nodelay(!on);
+            let _ = self.sock.set_tcp_nodelay(false);
         }
     }
 

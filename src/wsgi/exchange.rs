@@ -128,8 +128,6 @@ pub(crate) struct ResponseWriter {
     pub(crate) tail: Option<Tail>,
     /// Why the response was cut: the client read too slowly.
     pub(crate) cut: Option<String>,
-    /// TCP coalesces the blocks of a streamed body (see `Stream::coalesce`).
-    coalescing: bool,
 }
 
 /// The exchange shared with Python.
@@ -174,7 +172,6 @@ impl Exchange {
                 pace: SendPace::new(min_send_rate),
                 tail: None,
                 cut: None,
-                coalescing: false,
             }),
             head_sent: AtomicBool::new(false),
         }
@@ -244,6 +241,14 @@ impl Exchange {
         head.reserve(192 + w.started.as_ref().map_or(0, |s| s.field_lines.len()));
         let awaiting = self.awaiting_continue();
         w.build_head(&mut head, total, awaiting);
+        // The connection closes after this response: Nagle's algorithm
+        // costs no wait there (the close flushes), and saves segments.
+        // Not on a kept-alive one, where delayed acknowledgements make it
+        // dearer than what it saves (bench/run.py `big_gen`: ×1.74 server
+        // CPU per request).
+        if let (false, Some(stream)) = (w.keep_alive, &w.stream) {
+            stream.coalesce_until_close();
+        }
         w.head_sent = true;
         self.head_sent.store(true, Ordering::Release);
         Ok(head)
@@ -341,7 +346,6 @@ impl Exchange {
         if !w.head_sent {
             self.send(py, w, b"", Some(0))?;
         }
-        w.coalesce(false);
         if w.framing == Framing::Chunked {
             w.write_raw(py, &[LAST_CHUNK])?;
         }
@@ -410,22 +414,6 @@ impl ResponseWriter {
     /// The socket, while the request lasts (for sendfile).
     pub(crate) fn stream(&self) -> Option<&Arc<Stream>> {
         self.stream.as_ref()
-    }
-
-    /// Let TCP coalesce the blocks of a streamed body from now on, or stop
-    /// (what it holds goes out at once): see `Stream::coalesce`. Only on a
-    /// connection that closes after this response: its peer acknowledges
-    /// at once, so Nagle's algorithm costs no wait; on a kept-alive one,
-    /// delayed acknowledgements make it dearer than the segments it saves
-    /// (bench/run.py `big_gen`: ×1.74 server CPU per request).
-    pub(crate) fn coalesce(&mut self, on: bool) {
-        if on && self.keep_alive {
-            return;
-        }
-        if let (Some(stream), true) = (&self.stream, self.coalescing != on) {
-            stream.coalesce(on);
-            self.coalescing = on;
-        }
     }
 
     /// `min_send_rate`, bytes per second (0 = no limit).

@@ -293,26 +293,15 @@ fn send_iterable(
             Err(_) => failed(ex),
         });
     }
-    // A generator's item goes out before the next is asked for. From the
-    // second on, TCP may coalesce them when the connection closes after
-    // this response (the first, and the end, go out at once): a segment per
-    // block costs the kernel dear.
-    let mut blocks = 0;
+    // A generator's item goes out before the next is asked for.
     for item in iterable.try_iter()? {
         let chunk = bytes_item(&item?)?;
         if chunk.as_bytes().is_empty() {
             continue;
         }
-        if blocks == 1 {
-            ex.output
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .coalesce(true);
-        }
         if send_chunk(py, ex, chunk.as_bytes(), total).is_err() {
             return Ok(failed(ex));
         }
-        blocks += 1;
     }
     finish(py, ex)
 }
