@@ -26,6 +26,10 @@ use crate::http::response::{
 use crate::http::{Head, Limits, Version};
 use crate::net::{SendPace, Stream, with_io_slices};
 
+/// Body bytes that go out in one TCP segment with a head (Ethernet's MSS
+/// is 1,448 bytes).
+const ONE_SEGMENT: u64 = 1024;
+
 /// What `start_response` recorded (PEP 3333, "The start_response() Callable").
 #[derive(Debug, Clone)]
 pub(crate) struct Started {
@@ -245,8 +249,14 @@ impl Exchange {
         // costs no wait there (the close flushes), and saves segments.
         // Not on a kept-alive one, where delayed acknowledgements make it
         // dearer than what it saves (bench/run.py `big_gen`: ×1.74 server
-        // CPU per request).
-        if let (false, Some(stream)) = (w.keep_alive, &w.stream) {
+        // CPU per request); nor for a body that goes out in one segment
+        // with its head, where it saves nothing.
+        let small = match w.framing {
+            Framing::NoBody => true,
+            Framing::Length(n) => n <= ONE_SEGMENT,
+            Framing::Chunked | Framing::Close => false,
+        };
+        if let (false, false, Some(stream)) = (w.keep_alive, small, &w.stream) {
             stream.coalesce_until_close();
         }
         w.head_sent = true;
