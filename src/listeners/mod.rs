@@ -9,7 +9,7 @@
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
@@ -315,6 +315,33 @@ fn bind_address(host: &str, addrs: &[std::net::SocketAddr]) -> Option<std::net::
         .copied()
 }
 
+/// Have the kernel hand over a TCP connection only once its first bytes
+/// are there (TCP_DEFER_ACCEPT, tcp(7)), as nginx's `deferred`, Apache's
+/// `AcceptFilter` and uWSGI do on Linux: a worker wakes for a request it
+/// can read, not for the handshake, and a connection that stays silent
+/// waits in the kernel, not in `worker_connections`, until the SYN-ACK
+/// is sent again after [`DEFER_ACCEPT_SECS`] (then it is accepted, and
+/// `header_timeout` applies). Best effort: a kernel without it accepts
+/// as usual. Sockets from systemd are left as the unit made them
+/// (`DeferAcceptSec=`).
+fn defer_accept(socket: &Socket) {
+    let secs: libc::c_int = DEFER_ACCEPT_SECS;
+    // SAFETY: setsockopt(2) on an open socket, reading a c_int of the
+    // length given.
+    let _ = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&raw const secs).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+}
+
+/// How long a silent connection waits in the kernel (see `defer_accept`).
+const DEFER_ACCEPT_SECS: libc::c_int = 1;
+
 /// Bind one address ferrocorn listens on itself (a `-b` entry, or the
 /// metrics or control socket's).
 ///
@@ -349,6 +376,7 @@ pub fn bind(b: &Bind, options: &BindOptions) -> Result<Listener, ListenError> {
             }
             socket.bind(&addr.into()).map_err(err)?;
             socket.listen(options.backlog).map_err(err)?;
+            defer_accept(&socket);
             socket.set_nonblocking(true).map_err(err)?;
             let local = socket
                 .local_addr()

@@ -190,9 +190,16 @@ mod tests {
         let ListenAddr::Tcp(addr) = tcp.addr else {
             panic!()
         };
+        // A TCP connection is queued once its first bytes came
+        // (TCP_DEFER_ACCEPT): these have begun a request.
         let _clients: Vec<std::net::TcpStream> = (0..3)
-            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .map(|_| {
+                let mut c = std::net::TcpStream::connect(addr).unwrap();
+                std::io::Write::write_all(&mut c, b"G").unwrap();
+                c
+            })
             .collect();
+        std::thread::sleep(std::time::Duration::from_millis(50));
         let _unix_clients: Vec<_> = (0..2)
             .map(|_| std::os::unix::net::UnixStream::connect(dir.join("q.sock")).unwrap())
             .collect();

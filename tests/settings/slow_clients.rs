@@ -296,8 +296,8 @@ fn nofile_soft(pid: i32) -> u64 {
 }
 
 /// Out of descriptors (RLIMIT_NOFILE 64, soft and hard: the worker cannot
-/// raise it), 100 connections that send nothing make accept(2) fail with
-/// EMFILE. The worker makes room as at `worker_connections`, closing the
+/// raise it), 100 connections that send one byte of a head make accept(2)
+/// fail with EMFILE. The worker makes room as at `worker_connections`, closing the
 /// one that has waited longest for a head, so a normal client is answered
 /// at once rather than after `header_timeout` (10 s). Given room under
 /// the hard limit, the worker raises its soft limit to fit
@@ -312,12 +312,16 @@ fn out_of_descriptors_the_worker_makes_room_and_raises_its_soft_limit() {
     let worker = s.get("/pid").text().trim().parse::<i32>().expect("pid");
     assert_eq!(nofile_soft(worker), 64);
     let idle: Vec<TcpStream> = (0..100)
-        .map(|_| TcpStream::connect_timeout(&addr, 5 * SEC).expect("connect"))
+        .map(|_| {
+            let mut c = TcpStream::connect_timeout(&addr, 5 * SEC).expect("connect");
+            c.write_all(b"G").expect("send");
+            c
+        })
         .collect();
     std::thread::sleep(Duration::from_millis(500));
     assert_all_answered(
         &normal_client(&s, 3, 3 * SEC),
-        "with 100 silent connections and 64 descriptors",
+        "with 100 heads begun and 64 descriptors",
     );
     drop(idle);
 
