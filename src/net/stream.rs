@@ -166,8 +166,10 @@ impl Stream {
         Ok(())
     }
 
-    /// Write every byte of `slices` like [`Stream::write_all_slices`], and
-    /// also give up on a client that reads slower than `pace` allows.
+    /// Finish writing `slices` once [`Stream::write_now`] stopped short
+    /// (the send buffer is full: writing again at once would only fail
+    /// with EAGAIN): wait for room, write, and so on, giving up on a
+    /// client that reads slower than `pace` allows.
     ///
     /// Errors: as [`Stream::write_all_vectored`]; `TimedOut` also when
     /// `pace` finds the client too slow.
@@ -178,18 +180,18 @@ impl Stream {
     ) -> io::Result<()> {
         pace.begin_wait();
         loop {
-            let before = io_len(slices);
-            let done = self.write_now(&mut slices)?;
-            pace.sent((before - io_len(slices)) as u64);
-            if done {
-                return Ok(());
-            }
             pace.check(Instant::now(), self.stall)?;
             // Wake at least once a second to apply both limits.
             let mut fds = [PollFd::new(self.sock.as_fd(), PollFlags::POLLOUT)];
             match crate::scoreboard::client_wait(|| poll(&mut fds, PollTimeout::from(1000u16))) {
                 Ok(_) | Err(Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),
+            }
+            let before = io_len(slices);
+            let done = self.write_now(&mut slices)?;
+            pace.sent((before - io_len(slices)) as u64);
+            if done {
+                return Ok(());
             }
         }
     }

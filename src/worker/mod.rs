@@ -760,10 +760,8 @@ impl EventLoop {
             .find(|&k| self.conns[k].lingering || !self.conns[k].has_unread_bytes())
     }
 
-    /// What a connection waits for: bytes of a request, or room for the
-    /// rest of a response.
-    /// What the I/O thread waits for on `conn`: readable, or writable
-    /// while it writes a tail.
+    /// What the I/O thread waits for on `conn`: bytes of a request, or
+    /// room for the rest of a response (a tail).
     fn interest(threaded: bool, conn: &Conn) -> EpollFlags {
         let ready = if conn.writing.is_some() {
             EpollFlags::EPOLLOUT
