@@ -124,7 +124,7 @@ impl Stream {
     /// Errors: `TimedOut` when the peer stopped reading for the stall limit,
     /// `BrokenPipe`/`ConnectionReset` when it went away.
     pub fn write_all_vectored(&self, bufs: &[&[u8]]) -> io::Result<()> {
-        with_io_slices(bufs, |slices| self.write_all_slices(slices))
+        with_io_slices(bufs.iter().copied(), |slices| self.write_all_slices(slices))
     }
 
     /// Write as much of `slices` as the socket takes without waiting, and
@@ -373,22 +373,25 @@ impl SendPace {
 /// Call `f` with the non-empty buffers of `bufs` as `IoSlice`s, kept on the
 /// stack when there are at most 16 of them (a streamed block's write has
 /// 4: head, size line, block, CRLF; a whole body's, its items and 4).
-pub fn with_io_slices<R>(bufs: &[&[u8]], f: impl FnOnce(&mut [IoSlice<'_>]) -> R) -> R {
+pub fn with_io_slices<'b, I, R>(bufs: I, f: impl FnOnce(&mut [IoSlice<'b>]) -> R) -> R
+where
+    I: IntoIterator<Item = &'b [u8]>,
+    I::IntoIter: ExactSizeIterator,
+{
     const STACK: usize = 16;
+    let bufs = bufs.into_iter();
     if bufs.len() <= STACK {
+        let bufs = bufs.filter(|b| !b.is_empty());
         let mut slices = [IoSlice::new(&[]); STACK];
         let mut n = 0;
-        for b in bufs.iter().filter(|b| !b.is_empty()) {
+        for b in bufs {
             slices[n] = IoSlice::new(b);
             n += 1;
         }
         f(&mut slices[..n])
     } else {
-        let mut slices: Vec<IoSlice<'_>> = bufs
-            .iter()
-            .filter(|b| !b.is_empty())
-            .map(|b| IoSlice::new(b))
-            .collect();
+        let mut slices: Vec<IoSlice<'b>> =
+            bufs.filter(|b| !b.is_empty()).map(IoSlice::new).collect();
         f(&mut slices)
     }
 }

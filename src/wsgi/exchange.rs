@@ -307,18 +307,7 @@ impl Exchange {
         let Some(stream) = w.stream.clone() else {
             return Err(io::Error::other("response written after its request ended"));
         };
-        let mut stack_bufs: [&[u8]; STACK] = [&[]; STACK];
-        let heap_bufs: Vec<&[u8]>;
-        let bufs: &[&[u8]] = if small {
-            for (buf, (bytes, _)) in stack_bufs.iter_mut().zip(parts) {
-                *buf = bytes;
-            }
-            &stack_bufs[..parts.len()]
-        } else {
-            heap_bufs = parts.iter().map(|(b, _)| *b).collect();
-            &heap_bufs
-        };
-        let wrote = with_io_slices(bufs, |mut slices| {
+        let wrote = with_io_slices(parts.iter().map(|&(bytes, _)| bytes), |mut slices| {
             let before: usize = slices.iter().map(|s| s.len()).sum();
             let all = stream.write_now(&mut slices)?;
             Ok::<_, io::Error>((all, before - slices.iter().map(|s| s.len()).sum::<usize>()))
@@ -563,10 +552,12 @@ impl ResponseWriter {
             return Err(io::Error::other("response written after its request ended"));
         };
         let pace = &mut self.pace;
-        let result = with_io_slices(bufs, |mut slices| match stream.write_now(&mut slices) {
-            Ok(true) => Ok(()),
-            Ok(false) => py.detach(|| stream.write_all_paced(slices, pace)),
-            Err(e) => Err(e),
+        let result = with_io_slices(bufs.iter().copied(), |mut slices| {
+            match stream.write_now(&mut slices) {
+                Ok(true) => Ok(()),
+                Ok(false) => py.detach(|| stream.write_all_paced(slices, pace)),
+                Err(e) => Err(e),
+            }
         });
         if let Err(e) = &result {
             self.broken = true;
