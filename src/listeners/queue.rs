@@ -191,7 +191,9 @@ mod tests {
             panic!()
         };
         // A TCP connection is queued once its first bytes came
-        // (TCP_DEFER_ACCEPT): these have begun a request.
+        // (TCP_DEFER_ACCEPT, set by `bind`): a silent one is not, these
+        // three that have begun a request are.
+        let _silent = std::net::TcpStream::connect(addr).unwrap();
         let _clients: Vec<std::net::TcpStream> = (0..3)
             .map(|_| {
                 let mut c = std::net::TcpStream::connect(addr).unwrap();
